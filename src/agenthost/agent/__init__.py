@@ -1,0 +1,1 @@
+"""The agent loop (``letta_v1_agent`` semantics), its prompt and its built-in tools. No FastAPI here."""

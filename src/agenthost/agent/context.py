@@ -1,0 +1,93 @@
+"""Turn an agent's stored Letta messages into the provider-neutral (OpenAI chat) message list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from agenthost.db.rows import MessageRow
+
+_ASSISTANT_SIDE = {"assistant_message", "tool_call_message", "approval_request_message", "reasoning_message"}
+
+
+def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
+    """Rows of one agent in order → chat messages. Rows of one LLM response (same step) merge into one."""
+    out: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    current_step: str | None = None
+    for row in rows:
+        kind = row.message_type
+        body = row.body
+        if kind in _ASSISTANT_SIDE and row.step_id is not None:
+            if current is None or current_step != row.step_id:
+                current = {"role": "assistant", "content": None}
+                current_step = row.step_id
+                out.append(current)
+            _merge_assistant(current, kind, body)
+            continue
+        current, current_step = None, None
+        if kind == "user_message":
+            out.append({"role": "user", "content": _user_content(body.get("content", ""))})
+        elif kind == "system_message":
+            out.append({"role": "system", "content": str(body.get("content", ""))})
+        elif kind == "assistant_message":
+            # An assistant message the client sent itself (no step): plain text.
+            out.append({"role": "assistant", "content": _text_of(body.get("content", ""))})
+        elif kind == "tool_return_message":
+            out.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": body["tool_call_id"],
+                    "content": str(body.get("tool_return", "")),
+                }
+            )
+        # approval_response_message rows are bookkeeping: their effect is in the tool returns that follow.
+    return out
+
+
+def _merge_assistant(msg: dict[str, Any], kind: str, body: dict[str, Any]) -> None:
+    if kind == "assistant_message":
+        text = _text_of(body.get("content", ""))
+        msg["content"] = text if msg["content"] is None else f"{msg['content']}\n{text}"
+    elif kind == "tool_call_message":
+        msg.setdefault("tool_calls", []).append(_call(body["tool_call"]))
+    elif kind == "approval_request_message":
+        calls = body.get("tool_calls") or [body["tool_call"]]
+        msg.setdefault("tool_calls", []).extend(_call(c) for c in calls)
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": call["tool_call_id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": call.get("arguments") or "{}"},
+    }
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+
+
+def _user_content(content: Any) -> Any:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type", "text")
+        if kind == "text":
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(part["source"])}})
+        else:
+            # Structured parts (tool calls/returns, reasoning) sent as input reach the model as JSON text.
+            parts.append({"type": "text", "text": json.dumps(part)})
+    return parts
+
+
+def _image_url(source: dict[str, Any]) -> str:
+    if source.get("type") == "base64" or (source.get("type") == "letta" and source.get("data")):
+        return f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
+    return str(source.get("url", ""))

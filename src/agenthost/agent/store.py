@@ -1,0 +1,454 @@
+"""What the agent loop reads and writes, each in one transaction: start a run, commit a step, finish it.
+
+Every write after the start is fenced on ``status = 'running'``: once a run is cancelled (or failed
+by recovery) nothing a late step produces can land.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from agenthost.agent.prompt import BlockState
+from agenthost.db.database import Database
+from agenthost.db.rows import AgentBlockRow, AgentRow, BlockRow, MessageRow, RunRow, StepRow
+from agenthost.db.types import utcnow
+from agenthost.ids import new_id
+
+TERMINAL = ("completed", "failed", "cancelled")
+ERROR_STOP_REASONS = {
+    "error",
+    "llm_api_error",
+    "invalid_llm_response",
+    "invalid_tool_call",
+    "insufficient_credits",
+    "context_window_overflow_in_system_prompt",
+    "max_tokens_exceeded",
+    "no_tool_call",
+}
+
+
+def status_for(stop_reason: str) -> str:
+    """Letta's mapping from stop reason to run status."""
+    if stop_reason == "cancelled":
+        return "cancelled"
+    return "failed" if stop_reason in ERROR_STOP_REASONS else "completed"
+
+
+@dataclass(slots=True)
+class AgentSnapshot:
+    id: str
+    system: str
+    model: str
+    context_window: int
+    max_tokens: int | None
+    tool_names: list[str]
+
+
+@dataclass(slots=True)
+class StartedRun:
+    run_id: str
+    request: dict[str, Any]
+    agent: AgentSnapshot
+    blocks: list[BlockState]
+    history: list[MessageRow]
+    # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
+    approved_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Rejected:
+    reason: str
+
+
+@dataclass(slots=True)
+class StepRecord:
+    step_id: str
+    model: str
+    model_handle: str
+    provider_name: str
+    model_endpoint: str | None
+    context_window: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    status: str = "success"
+    stop_reason: str | None = None
+    error_type: str | None = None
+    error_data: dict[str, Any] | None = None
+
+
+class RunStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def begin(self, run_id: str) -> StartedRun | Rejected | None:
+        """created → running, with the run's input messages entering the agent's history.
+
+        ``None`` when the run is no longer ``created`` (cancelled while queued, or deleted).
+        """
+        async with self._db.session() as session:
+            run = await session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
+            if run is None or run.status != "created":
+                return None
+            agent = await session.scalar(
+                select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
+            )
+            if agent is None:
+                return None
+            pending = None
+            if agent.pending_approval_id is not None:
+                pending = await session.scalar(
+                    select(MessageRow).where(MessageRow.id == agent.pending_approval_id)
+                )
+            inputs: list[dict[str, Any]] = run.request["inputs"]
+            try:
+                rows, approved = input_rows(run, inputs, pending)
+            except ValueError as exc:
+                return Rejected(str(exc))
+            for row in rows:
+                session.add(row)
+            if pending is not None:
+                agent.pending_approval_id = None
+            run.status = "running"
+            run.started_at = utcnow()
+            await session.flush()
+            history = list(
+                (
+                    await session.scalars(
+                        select(MessageRow).where(MessageRow.agent_id == agent.id).order_by(MessageRow.seq)
+                    )
+                ).all()
+            )
+            blocks = (
+                await session.scalars(
+                    select(BlockRow)
+                    .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
+                    .where(AgentBlockRow.agent_id == agent.id)
+                    .order_by(AgentBlockRow.position, BlockRow.seq)
+                )
+            ).all()
+            return StartedRun(
+                run_id=run.id,
+                request=run.request,
+                agent=AgentSnapshot(
+                    id=agent.id,
+                    system=agent.system,
+                    model=agent.model,
+                    context_window=agent.context_window,
+                    max_tokens=agent.max_tokens,
+                    tool_names=list(agent.tool_names),
+                ),
+                blocks=[
+                    BlockState(b.id, b.label, b.value, b.limit, b.description, b.read_only) for b in blocks
+                ],
+                history=history,
+                approved_calls=approved,
+            )
+
+    async def commit_step(
+        self,
+        run_id: str,
+        agent_id: str,
+        step: StepRecord,
+        messages: list[MessageRow],
+        blocks: list[BlockState],
+        *,
+        pending_approval_id: str | None = None,
+    ) -> bool:
+        """A step's row, messages and memory edits, atomically; False if the run is no longer running."""
+        async with self._db.session() as session:
+            fenced = await session.execute(
+                update(RunRow).where(RunRow.id == run_id, RunRow.status == "running").values(status="running")
+            )
+            if fenced.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                StepRow(
+                    id=step.step_id,
+                    run_id=run_id,
+                    agent_id=agent_id,
+                    model=step.model,
+                    model_handle=step.model_handle,
+                    provider_name=step.provider_name,
+                    model_endpoint=step.model_endpoint,
+                    context_window_limit=step.context_window,
+                    prompt_tokens=step.prompt_tokens,
+                    completion_tokens=step.completion_tokens,
+                    total_tokens=step.total_tokens,
+                    cached_input_tokens=step.cached_input_tokens,
+                    reasoning_tokens=step.reasoning_tokens,
+                    status=step.status,
+                    stop_reason=step.stop_reason,
+                    error_type=step.error_type,
+                    error_data=step.error_data,
+                )
+            )
+            for message in messages:
+                session.add(message)
+            for block in blocks:
+                if block.changed:
+                    await session.execute(
+                        update(BlockRow)
+                        .where(BlockRow.id == block.id)
+                        .values(value=block.value, updated_at=utcnow())
+                    )
+                    block.changed = False
+            if pending_approval_id is not None:
+                await session.execute(
+                    update(AgentRow)
+                    .where(AgentRow.id == agent_id)
+                    .values(pending_approval_id=pending_approval_id)
+                )
+            return True
+
+    async def finish(
+        self,
+        run_id: str,
+        stop_reason: str,
+        *,
+        error: str | None = None,
+        ttft_ns: int | None = None,
+        duration_ns: int | None = None,
+        from_statuses: tuple[str, ...] = ("running",),
+    ) -> bool:
+        """running → terminal. Returns False (writing nothing) when someone else ended the run first."""
+        status = status_for(stop_reason)
+        now = utcnow()
+        async with self._db.session() as session:
+            run = await session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
+            if run is None or run.status not in from_statuses:
+                return False
+            run.status = status
+            run.stop_reason = stop_reason
+            run.completed_at = now
+            run.ttft_ns = ttft_ns
+            run.total_duration_ns = duration_ns
+            if error is not None:
+                run.metadata_ = {**(run.metadata_ or {}), "error": error}
+            run.callback_pending = run.callback_url is not None
+            duration_ms = duration_ns // 1_000_000 if duration_ns is not None else None
+            await session.execute(
+                update(AgentRow)
+                .where(AgentRow.id == run.agent_id)
+                .values(
+                    last_run_completion=now, last_run_duration_ms=duration_ms, last_stop_reason=stop_reason
+                )
+            )
+            return True
+
+    async def search_messages(
+        self, agent_id: str, query: str, roles: list[str] | None, limit: int
+    ) -> list[dict[str, Any]]:
+        kinds = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}
+        wanted = [kinds[r] for r in roles or kinds if r in kinds]
+        async with self._db.session() as session:
+            # A coarse filter in SQL (the JSON text contains the query), the exact match in Python.
+            stmt = (
+                select(MessageRow)
+                .where(
+                    MessageRow.agent_id == agent_id,
+                    MessageRow.message_type.in_(wanted),
+                    or_(
+                        func.lower(func.cast(MessageRow.body, _text())).contains(
+                            query.lower(), autoescape=True
+                        )
+                    ),
+                )
+                .order_by(MessageRow.seq.desc())
+                .limit(limit * 4)
+            )
+            found: list[dict[str, Any]] = []
+            for row in (await session.scalars(stmt)).all():
+                text = _searchable_text(row)
+                if query.lower() in text.lower():
+                    found.append(
+                        {"date": row.created_at.isoformat(), "role": _role(row.message_type), "text": text}
+                    )
+                if len(found) >= limit:
+                    break
+            return found
+
+
+def _text() -> Any:
+    from sqlalchemy import Text
+
+    return Text()
+
+
+def _role(message_type: str) -> str:
+    return {"user_message": "user", "assistant_message": "assistant"}.get(message_type, "tool")
+
+
+def _searchable_text(row: MessageRow) -> str:
+    body = row.body
+    if row.message_type == "tool_return_message":
+        return str(body.get("tool_return", ""))
+    content = body.get("content", "")
+    if isinstance(content, str):
+        return content
+    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
+def new_message(
+    run: RunRow | str,
+    agent_id: str,
+    message_type: str,
+    body: dict[str, Any],
+    *,
+    step_id: str | None = None,
+    otid: str | None = None,
+    is_err: bool = False,
+    created_at: datetime | None = None,
+) -> MessageRow:
+    return MessageRow(
+        id=new_id("message"),
+        agent_id=agent_id,
+        run_id=run if isinstance(run, str) else run.id,
+        step_id=step_id,
+        message_type=message_type,
+        otid=otid,
+        body=body,
+        is_err=is_err,
+        created_at=created_at or utcnow(),
+    )
+
+
+def input_rows(
+    run: RunRow, inputs: list[dict[str, Any]], pending: MessageRow | None
+) -> tuple[list[MessageRow], list[dict[str, Any]]]:
+    """The rows a run's input becomes, checked against the agent's pending approval (if any)."""
+    rows: list[MessageRow] = []
+    approved: list[dict[str, Any]] = []
+    answers_approval = any(m.get("type") in ("approval", "tool_return") for m in inputs)
+    if pending is not None and not answers_approval:
+        raise ValueError(
+            f"PENDING_APPROVAL: the agent is waiting for an answer to approval request '{pending.id}'"
+        )
+    if pending is None and answers_approval:
+        raise ValueError("this run answers an approval, but the agent has no pending approval request")
+    pending_calls = {c["tool_call_id"]: c for c in (pending.body.get("tool_calls") or [])} if pending else {}
+    client_tools = set(pending.body.get("_client_tool_names", [])) if pending else set()
+    answered: set[str] = set()
+    for message in inputs:
+        kind = message.get("type") or "message"
+        if kind == "message":
+            role = message["role"]
+            mtype = {"user": "user_message", "system": "system_message", "assistant": "assistant_message"}[
+                role
+            ]
+            body = {
+                "content": message["content"],
+                "name": message.get("name"),
+                "sender_id": message.get("sender_id"),
+            }
+            rows.append(new_message(run, run.agent_id, mtype, body, otid=message.get("otid")))
+            continue
+        returns = _approval_items(message, list(pending_calls))
+        rows.append(
+            new_message(
+                run,
+                run.agent_id,
+                "approval_response_message",
+                {
+                    "approvals": returns,
+                    "approve": message.get("approve"),
+                    "approval_request_id": message.get("approval_request_id")
+                    or (pending.id if pending else None),
+                    "reason": message.get("reason"),
+                },
+                otid=message.get("otid"),
+            )
+        )
+        for item in returns:
+            call_id = item["tool_call_id"]
+            if call_id not in pending_calls:
+                raise ValueError(f"tool_call_id '{call_id}' is not pending approval")
+            if call_id in answered:
+                raise ValueError(f"tool_call_id '{call_id}' is answered twice")
+            answered.add(call_id)
+            call = pending_calls[call_id]
+            if item.get("type") == "tool":
+                rows.append(
+                    _tool_return_row(
+                        run,
+                        call,
+                        item["status"],
+                        _return_text(item["tool_return"]),
+                        item.get("stdout"),
+                        item.get("stderr"),
+                    )
+                )
+            elif item.get("approve"):
+                if call["name"] in client_tools:
+                    raise ValueError(
+                        f"'{call['name']}' is a client-side tool: answer it with its tool return, "
+                        "not an approval"
+                    )
+                approved.append(call)
+            else:
+                reason = item.get("reason")
+                text = "The user denied this tool call." + (f" Reason: {reason}" if reason else "")
+                rows.append(_tool_return_row(run, call, "error", text, None, None))
+    missing = set(pending_calls) - answered
+    if pending is not None and missing:
+        raise ValueError(f"every pending tool call must be answered together; missing: {sorted(missing)}")
+    return rows, approved
+
+
+def _approval_items(message: dict[str, Any], pending_ids: list[str]) -> list[dict[str, Any]]:
+    if message.get("type") == "tool_return":
+        return [dict(r, type="tool") for r in message["tool_returns"]]
+    if message.get("approvals"):
+        return list(message["approvals"])
+    # Legacy form: one approve/deny for every pending call.
+    return [
+        {
+            "type": "approval",
+            "tool_call_id": cid,
+            "approve": bool(message.get("approve")),
+            "reason": message.get("reason"),
+        }
+        for cid in pending_ids
+    ]
+
+
+def _return_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "\n".join(p.get("text", "") if p.get("type") == "text" else json.dumps(p) for p in value)
+
+
+def _tool_return_row(
+    run: RunRow,
+    call: dict[str, Any],
+    status: str,
+    text: str,
+    stdout: list[str] | None,
+    stderr: list[str] | None,
+) -> MessageRow:
+    return new_message(
+        run,
+        run.agent_id,
+        "tool_return_message",
+        tool_return_body(call["tool_call_id"], call["name"], status, text, stdout, stderr),
+        is_err=status == "error",
+    )
+
+
+def tool_return_body(
+    call_id: str,
+    name: str,
+    status: str,
+    text: str,
+    stdout: list[str] | None = None,
+    stderr: list[str] | None = None,
+) -> dict[str, Any]:
+    ret = {"tool_call_id": call_id, "status": status, "tool_return": text, "stdout": stdout, "stderr": stderr}
+    return {**ret, "name": name, "tool_returns": [{**ret, "type": "tool"}]}

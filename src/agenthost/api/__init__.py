@@ -1,0 +1,1 @@
+"""HTTP only: routers translate requests to service calls and results to JSON."""

@@ -1,0 +1,52 @@
+"""Typed dependencies that keep the handlers short."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from agenthost.container import Container
+from agenthost.errors import AgentHostError
+from agenthost.schemas.common import Order
+from agenthost.services.pagination import Page
+
+
+class Unauthorized(AgentHostError):
+    status_code = 401
+    code = "unauthorized"
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def require_password(request: Request) -> None:
+    container: Container = request.app.state.container
+    secret = container.settings.server_password
+    if secret is None:
+        return
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-bare-password", "")
+    if not hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
+        raise Unauthorized("missing or wrong server password (send 'Authorization: Bearer <password>')")
+
+
+def page_params(default_order: Order, default_limit: int) -> object:
+    def dependency(
+        before: str | None = None,
+        after: str | None = None,
+        limit: int | None = Query(default=default_limit),
+        order: Order = default_order,
+        ascending: bool | None = Query(default=None, description="Legacy alias of order=asc"),
+    ) -> Page:
+        if ascending is not None and order == default_order:
+            order = "asc" if ascending else "desc"
+        return Page(before=before, after=after, limit=limit, order=order)
+
+    return dependency

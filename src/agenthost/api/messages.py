@@ -1,0 +1,68 @@
+"""/v1/agents/{agent_id}/messages: history, sync and async message requests, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from agenthost.api.deps import ContainerDep, page_params
+from agenthost.api.sse import sse_from_result
+from agenthost.errors import InvalidArgument
+from agenthost.schemas.common import MessageType
+from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
+from agenthost.schemas.runs import Run
+from agenthost.services.pagination import Page
+
+router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
+
+
+@router.get("", response_model=list[dict[str, Any]])
+async def list_messages(
+    agent_id: str,
+    container: ContainerDep,
+    page: Annotated[Page, Depends(page_params("desc", 100))],
+    include_return_message_types: list[MessageType] | None = Query(default=None),
+    include_err: bool | None = None,
+    use_assistant_message: bool = True,
+    assistant_message_tool_name: str = "send_message",
+    assistant_message_tool_kwarg: str = "message",
+    conversation_id: str | None = None,
+    group_id: str | None = None,
+) -> list[dict[str, Any]]:
+    if conversation_id is not None:
+        raise InvalidArgument("conversations are not supported by this server yet")
+    return await container.messages.list_for_agent(
+        agent_id,
+        page,
+        include_types=include_return_message_types,
+        include_err=include_err,
+        use_assistant_message=use_assistant_message,
+        assistant_tool_name=assistant_message_tool_name,
+        assistant_tool_kwarg=assistant_message_tool_kwarg,
+    )
+
+
+@router.post("", response_model=None)
+async def create_message(
+    agent_id: str, body: MessageCreateSync, container: ContainerDep
+) -> LettaResponse | StreamingResponse:
+    """The synchronous route: a durable run like any other, answered when it ends."""
+    result = await container.runs.create_and_wait(agent_id, body)
+    if body.streaming:
+        return StreamingResponse(sse_from_result(result), media_type="text/event-stream")
+    return result
+
+
+@router.post("/async", response_model=Run)
+async def create_message_async(agent_id: str, body: MessageCreateAsync, container: ContainerDep) -> Run:
+    """Commit the run and answer at once; the engine executes it (per-agent FIFO)."""
+    return await container.runs.create(agent_id, body, background=True, callback_url=body.callback_url)
+
+
+@router.post("/cancel")
+async def cancel_messages(
+    agent_id: str, container: ContainerDep, body: CancelRequest | None = None
+) -> dict[str, str]:
+    return await container.runs.cancel_for_agent(agent_id, body.run_ids if body else None)

@@ -1,0 +1,68 @@
+"""/v1/runs: retrieve, list, messages, usage, steps, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from agenthost.api.deps import ContainerDep, page_params
+from agenthost.schemas.common import StopReason
+from agenthost.schemas.runs import Run, RunUsage, Step
+from agenthost.services.pagination import Page
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+@router.get("/", response_model=list[Run])
+async def list_runs(
+    container: ContainerDep,
+    page: Annotated[Page, Depends(page_params("desc", 100))],
+    agent_id: str | None = None,
+    agent_ids: list[str] | None = Query(default=None),
+    statuses: list[str] | None = Query(default=None),
+    stop_reason: StopReason | None = None,
+    background: bool | None = None,
+    active: bool = False,
+    conversation_id: str | None = None,
+) -> list[Run]:
+    ids = [*([agent_id] if agent_id else []), *(agent_ids or [])]
+    return await container.runs.list_runs(
+        page,
+        agent_ids=ids,
+        statuses=statuses,
+        stop_reason=stop_reason,
+        background=background,
+        active=active,
+        conversation_id=conversation_id,
+    )
+
+
+@router.get("/{run_id}", response_model=Run)
+async def retrieve_run(run_id: str, container: ContainerDep) -> Run:
+    return await container.runs.retrieve(run_id)
+
+
+@router.delete("/{run_id}")
+async def delete_run(run_id: str, container: ContainerDep) -> dict[str, str]:
+    await container.runs.delete(run_id)
+    return {"message": f"run '{run_id}' deleted"}
+
+
+@router.get("/{run_id}/messages", response_model=list[dict[str, Any]])
+async def list_run_messages(
+    run_id: str, container: ContainerDep, page: Annotated[Page, Depends(page_params("asc", 100))]
+) -> list[dict[str, Any]]:
+    return await container.runs.messages(run_id, page)
+
+
+@router.get("/{run_id}/usage", response_model=RunUsage)
+async def retrieve_run_usage(run_id: str, container: ContainerDep) -> RunUsage:
+    return await container.runs.usage(run_id)
+
+
+@router.get("/{run_id}/steps", response_model=list[Step])
+async def list_run_steps(
+    run_id: str, container: ContainerDep, page: Annotated[Page, Depends(page_params("desc", 100))]
+) -> list[Step]:
+    return await container.runs.steps(run_id, page)

@@ -1,0 +1,37 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from agenthost import __version__
+from agenthost.api import agents, blocks, health, messages, models, runs
+from agenthost.api.deps import require_password
+from agenthost.api.errors import install_error_handlers
+from agenthost.container import Container
+from agenthost.llm.providers import Providers
+from agenthost.settings import Settings
+
+
+def create_app(settings: Settings, *, providers: Providers | None = None) -> FastAPI:
+    """Build the app; storage, engine and providers start in the lifespan (migrations first)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await Container.start(settings, providers)
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.stop()
+
+    app = FastAPI(title="agenthost", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    protected = [Depends(require_password)]
+    for module in (models, agents, blocks, messages, runs):
+        app.include_router(module.router, dependencies=protected)
+    return app

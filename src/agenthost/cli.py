@@ -1,0 +1,55 @@
+"""The ``agenthost`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from agenthost.app import create_app
+from agenthost.db.database import DatabaseLocked
+from agenthost.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="agenthost", description="A Letta-compatible server for stateful agents."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API server with the embedded run engine")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to bind (default 8283)")
+    serve.add_argument(
+        "--data-dir", type=Path, default=None, help="where the SQLite database lives (~/.agenthost)"
+    )
+    args = parser.parse_args(argv)
+
+    overrides = {
+        k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items() if v
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+    )
+    try:
+        uvicorn.Server(config).run()
+    except DatabaseLocked as exc:
+        sys.stderr.write(f"agenthost: {exc.message}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Wiring: build every long-lived object from one ``Settings``, and tear them down in order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agenthost.agent.loop import AgentLoop
+from agenthost.agent.store import RunStore
+from agenthost.db.database import Database
+from agenthost.engine.base import RunEngine
+from agenthost.engine.embedded import EmbeddedEngine
+from agenthost.llm.providers import Providers
+from agenthost.services.agents import AgentService
+from agenthost.services.blocks import BlockService
+from agenthost.services.callbacks import CallbackDispatcher
+from agenthost.services.messages import MessageService
+from agenthost.services.runs import RunService
+from agenthost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    providers: Providers
+    callbacks: CallbackDispatcher
+    engine: RunEngine
+    agents: AgentService
+    blocks: BlockService
+    messages: MessageService
+    runs: RunService
+
+    @classmethod
+    async def start(cls, settings: Settings, providers: Providers | None = None) -> Container:
+        db = Database(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
+        try:
+            if db.is_sqlite:
+                db.acquire_file_lock(settings.data_dir)
+            await db.migrate()
+        except BaseException:
+            await db.close()
+            raise
+        providers = providers or Providers(settings)
+        callbacks = CallbackDispatcher(db, settings)
+        loop = AgentLoop(RunStore(db), providers, on_finished=callbacks.notify)
+        engine = EmbeddedEngine(
+            db, loop, max_concurrent=settings.max_concurrent_runs, shutdown_grace_s=settings.shutdown_grace_s
+        )
+        container = cls(
+            settings=settings,
+            db=db,
+            providers=providers,
+            callbacks=callbacks,
+            engine=engine,
+            agents=AgentService(db, settings, providers),
+            blocks=BlockService(db),
+            messages=MessageService(db),
+            runs=RunService(db, engine, providers, callbacks),
+        )
+        await engine.start()
+        await callbacks.resume_pending()
+        return container
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.callbacks.close()
+        await self.providers.close()
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Storage: ORM rows, the engine and session factory, migrations. Rows stay below the services."""

@@ -1,0 +1,167 @@
+"""ORM rows. Named ``*Row`` so they never clash with the wire schemas; they do not leave ``db``/``services``.
+
+Every table has an integer ``seq`` key (insertion order, used for FIFO and cursor pagination) and the
+public string ``id`` (``<prefix>-<uuid4>``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from agenthost.db.types import Json, SeqKey, UTCDateTime, utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AgentRow(Base):
+    __tablename__ = "agents"
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    agent_type: Mapped[str] = mapped_column(String(32))
+    system: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(255))
+    context_window: Mapped[int] = mapped_column(Integer)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    embedding: Mapped[str | None] = mapped_column(String(255))
+    tool_names: Mapped[list[str]] = mapped_column(Json, default=list)
+    tool_rules: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    tool_exec_environment_variables: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    message_buffer_autoclear: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The approval_request_message a new user message would collide with (409 PENDING_APPROVAL).
+    pending_approval_id: Mapped[str | None] = mapped_column(String(64))
+    last_run_completion: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    last_stop_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AgentTagRow(Base):
+    __tablename__ = "agent_tags"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+
+class BlockRow(Base):
+    __tablename__ = "blocks"
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+    limit: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AgentBlockRow(Base):
+    __tablename__ = "agent_blocks"
+    __table_args__ = (UniqueConstraint("agent_id", "label", name="uq_agent_blocks_agent_label"),)
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    block_id: Mapped[str] = mapped_column(ForeignKey("blocks.id", ondelete="CASCADE"), primary_key=True)
+    # Denormalised so that a label is unique per agent (checked by the database, not by hope).
+    label: Mapped[str] = mapped_column(String(255))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_agent_seq", "agent_id", "seq"),
+        Index("ix_runs_status_seq", "status", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    background: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The whole accepted request (input messages, max_steps, overrides, client tools, ...): the run
+    # row is what we acknowledge, and the run executes from it.
+    request: Mapped[dict[str, Any]] = mapped_column(Json)
+    request_config: Mapped[dict[str, Any]] = mapped_column(Json)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    callback_status_code: Mapped[int | None] = mapped_column(Integer)
+    callback_error: Mapped[str | None] = mapped_column(Text)
+    ttft_ns: Mapped[int | None] = mapped_column(SeqKey)
+    total_duration_ns: Mapped[int | None] = mapped_column(SeqKey)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RunKeyRow(Base):
+    """An ``otid`` an agent has already accepted, and the run it started (idempotent create_async)."""
+
+    __tablename__ = "run_keys"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    otid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+
+
+class MessageRow(Base):
+    """One Letta message (``message_type`` + its type-specific ``body``), in agent order by ``seq``."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_agent_seq", "agent_id", "seq"),
+        Index("ix_messages_run_seq", "run_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    step_id: Mapped[str | None] = mapped_column(String(64))
+    message_type: Mapped[str] = mapped_column(String(32))
+    otid: Mapped[str | None] = mapped_column(String(255))
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+    is_err: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+    __table_args__ = (Index("ix_steps_run_seq", "run_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(255))
+    model_handle: Mapped[str] = mapped_column(String(255))
+    provider_name: Mapped[str] = mapped_column(String(64))
+    model_endpoint: Mapped[str | None] = mapped_column(Text)
+    context_window_limit: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    error_type: Mapped[str | None] = mapped_column(String(128))
+    error_data: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

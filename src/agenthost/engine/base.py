@@ -1,0 +1,29 @@
+"""The run-engine interface: a distributed engine replaces the embedded one behind it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class RunEngine(ABC):
+    """Executes committed ``created`` runs: one at a time per agent, in arrival order."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Recover what a previous process left behind, then begin executing."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop executing; in-flight runs finish within a grace period or end as failed."""
+
+    @abstractmethod
+    async def enqueue(self, run_id: str, agent_id: str) -> None:
+        """Schedule a run whose row is already committed."""
+
+    @abstractmethod
+    async def interrupt(self, run_id: str) -> None:
+        """Stop a running run promptly (its row is already marked cancelled)."""
+
+    @abstractmethod
+    async def wait(self, run_id: str) -> None:
+        """Return once the run is terminal (bound it with ``asyncio.timeout``)."""

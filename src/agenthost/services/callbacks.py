@@ -1,0 +1,125 @@
+"""Callbacks: POST a run's outcome to its ``callback_url`` once it is terminal.
+
+Delivery is durable: the terminal transition sets ``callback_pending`` in the same transaction, and a
+start-up sweep re-sends whatever a dead process did not deliver. Connection errors and 5xx answers are
+retried with backoff for a bounded time; 4xx answers are final. A failing callback never changes the
+run itself, only its ``callback_*`` fields. With a signing secret configured, each POST carries
+``X-Agenthost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from agenthost.db.database import Database
+from agenthost.db.rows import RunRow
+from agenthost.db.types import utcnow
+from agenthost.services.results import run_result
+from agenthost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class CallbackDispatcher:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._http = httpx.AsyncClient(timeout=settings.callback_timeout_s, follow_redirects=False)
+        self._tasks: set[asyncio.Task[None]] = set()
+        secret = settings.callback_signing_secret
+        self._secret = secret.get_secret_value().encode() if secret is not None else None
+
+    def notify(self, run_id: str) -> None:
+        """Deliver in the background; the caller has already committed the terminal status."""
+        task = asyncio.create_task(self._deliver(run_id), name=f"callback:{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def resume_pending(self) -> None:
+        async with self._db.session() as session:
+            ids = (await session.scalars(select(RunRow.id).where(RunRow.callback_pending.is_(True)))).all()
+        for run_id in ids:
+            self.notify(run_id)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._http.aclose()
+
+    async def _deliver(self, run_id: str) -> None:
+        try:
+            async with self._db.session() as session:
+                run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
+                if run is None or not run.callback_pending or run.callback_url is None:
+                    return
+                url = run.callback_url
+                result = await run_result(session, run)
+                payload: dict[str, Any] = {
+                    "run_id": run.id,
+                    "agent_id": run.agent_id,
+                    "status": run.status,
+                    "stop_reason": run.stop_reason,
+                    "completed_at": run.completed_at.isoformat() if run.completed_at else None,
+                    "metadata": {**(run.metadata_ or {}), "result": result.model_dump(mode="json")},
+                }
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            await self._post_with_retries(run_id, url, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("callback delivery for run %s failed unexpectedly", run_id)
+
+    async def _post_with_retries(self, run_id: str, url: str, body: bytes) -> None:
+        deadline = time.monotonic() + self._settings.callback_retry_window_s
+        attempt = 0
+        while True:
+            status: int | None = None
+            error: str | None = None
+            try:
+                response = await self._http.post(url, content=body, headers=self._headers(run_id, body))
+                status = response.status_code
+                if status >= 400:
+                    error = f"callback endpoint answered HTTP {status}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            retry = (status is None or status >= 500) and error is not None
+            delay = self._settings.callback_retry_base_delay_s * (2**attempt) * (0.8 + 0.4 * random.random())
+            final = not retry or time.monotonic() + delay > deadline
+            await self._record(run_id, status, error, final=final)
+            if final:
+                if error:
+                    log.warning("callback for run %s to %s failed: %s", run_id, url, error)
+                return
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _headers(self, run_id: str, body: bytes) -> dict[str, str]:
+        headers = {"content-type": "application/json", "x-agenthost-run-id": run_id}
+        if self._secret is not None:
+            ts = str(int(time.time()))
+            mac = hmac.new(self._secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+            headers["x-agenthost-signature"] = f"t={ts},v1={mac}"
+        return headers
+
+    async def _record(self, run_id: str, status: int | None, error: str | None, *, final: bool) -> None:
+        async with self._db.session() as session:
+            run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
+            if run is None:
+                return
+            run.callback_sent_at = utcnow()
+            run.callback_status_code = status
+            run.callback_error = error
+            if final:
+                run.callback_pending = False

@@ -1,0 +1,316 @@
+"""Runs: accept a message request as a durable run, read runs back, cancel and delete them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agenthost.agent.store import input_rows, new_message, tool_return_body
+from agenthost.db.database import Database
+from agenthost.db.rows import AgentRow, MessageRow, RunKeyRow, RunRow, StepRow
+from agenthost.db.types import utcnow
+from agenthost.engine.base import RunEngine
+from agenthost.errors import Conflict, InvalidArgument, NotFound, PendingApproval
+from agenthost.ids import check_id, new_id
+from agenthost.llm.providers import Providers
+from agenthost.schemas.messages import LettaResponse, MessageRequestBase
+from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
+from agenthost.services.agents import get_agent_row
+from agenthost.services.callbacks import CallbackDispatcher
+from agenthost.services.pagination import Page, paginate
+from agenthost.services.results import run_result, run_usage, view_options
+from agenthost.services.views import message_views, run_view, step_view
+
+ACTIVE = ("created", "running")
+CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
+
+
+class RunService:
+    def __init__(
+        self, db: Database, engine: RunEngine, providers: Providers, callbacks: CallbackDispatcher
+    ) -> None:
+        self._db = db
+        self._engine = engine
+        self._providers = providers
+        self._callbacks = callbacks
+
+    # -- accepting ---------------------------------------------------------------------------
+
+    async def create(
+        self, agent_id: str, body: MessageRequestBase, *, background: bool, callback_url: str | None = None
+    ) -> Run:
+        """Commit a ``created`` run for this request and hand it to the engine (idempotent on otids)."""
+        check_id(agent_id, "agent")
+        if body.override_model:
+            self._providers.resolve(body.override_model)
+        inputs = [m.model_dump(mode="json", exclude_none=True) for m in body.input_messages()]
+        otids = [m["otid"] for m in inputs if m.get("otid")]
+        if len(otids) != len(set(otids)):
+            raise InvalidArgument("each message in a request needs its own otid")
+        fields = body.model_dump(mode="json", exclude={"messages", "input"})
+        request = {**fields, "inputs": inputs}
+        request_config = {
+            "use_assistant_message": body.use_assistant_message,
+            "assistant_message_tool_name": body.assistant_message_tool_name,
+            "assistant_message_tool_kwarg": body.assistant_message_tool_kwarg,
+            "include_return_message_types": body.include_return_message_types,
+        }
+        try:
+            async with self._db.session() as session:
+                agent = await get_agent_row(session, agent_id)
+                if otids:
+                    earlier = await self._replay(session, agent_id, otids)
+                    if earlier is not None:
+                        return run_view(earlier)
+                await self._check_approval_state(session, agent, inputs)
+                run = RunRow(
+                    id=new_id("run"),
+                    agent_id=agent_id,
+                    status="created",
+                    background=background,
+                    request=request,
+                    request_config=request_config,
+                    callback_url=callback_url,
+                    created_at=utcnow(),
+                )
+                session.add(run)
+                await session.flush()
+                for otid in otids:
+                    session.add(RunKeyRow(agent_id=agent_id, otid=otid, run_id=run.id))
+                view = run_view(run)
+        except IntegrityError:
+            # A concurrent request with the same otids won the race: answer with its run.
+            async with self._db.session() as session:
+                earlier = await self._replay(session, agent_id, otids)
+            if earlier is None:
+                raise
+            return run_view(earlier)
+        await self._engine.enqueue(view.id, agent_id)
+        return view
+
+    async def create_and_wait(self, agent_id: str, body: MessageRequestBase) -> LettaResponse:
+        """The synchronous route: the same durable run, awaited."""
+        run = await self.create(agent_id, body, background=False)
+        await self._engine.wait(run.id)
+        async with self._db.session() as session:
+            row = await self._get(session, run.id)
+            return await run_result(session, row)
+
+    async def _replay(self, session: AsyncSession, agent_id: str, otids: list[str]) -> RunRow | None:
+        keys = (
+            await session.scalars(
+                select(RunKeyRow).where(RunKeyRow.agent_id == agent_id, RunKeyRow.otid.in_(otids))
+            )
+        ).all()
+        if not keys:
+            return None
+        run_ids = {k.run_id for k in keys}
+        if len(run_ids) > 1 or len(keys) != len(otids):
+            raise Conflict(
+                f"otids {sorted(k.otid for k in keys)} were already used by run(s) {sorted(run_ids)} "
+                "of this agent; "
+                "a retry must repeat the whole request with the same otids"
+            )
+        run = await session.scalar(select(RunRow).where(RunRow.id == run_ids.pop()))
+        if run is None:  # the earlier run was deleted: its otids are free again
+            await session.execute(
+                delete(RunKeyRow).where(RunKeyRow.agent_id == agent_id, RunKeyRow.otid.in_(otids))
+            )
+        return run
+
+    async def _check_approval_state(
+        self, session: AsyncSession, agent: AgentRow, inputs: list[dict[str, Any]]
+    ) -> None:
+        answers = any(m.get("type") in ("approval", "tool_return") for m in inputs)
+        pending = None
+        if agent.pending_approval_id is not None:
+            pending = await session.scalar(
+                select(MessageRow).where(MessageRow.id == agent.pending_approval_id)
+            )
+        if pending is not None and not answers:
+            raise PendingApproval(
+                f"agent '{agent.id}' is waiting for an answer to approval request '{pending.id}'; "
+                "send an approval (or the tool returns), or cancel the pending request",
+                extra={"pending_request_id": pending.id},
+            )
+        if pending is not None:
+            probe = RunRow(id="run-probe", agent_id=agent.id)
+            try:
+                input_rows(probe, inputs, pending)
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+        elif answers:
+            active = await session.scalar(
+                select(RunRow.id).where(RunRow.agent_id == agent.id, RunRow.status.in_(ACTIVE)).limit(1)
+            )
+            if active is None:
+                raise InvalidArgument(f"agent '{agent.id}' has no pending approval request to answer")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def retrieve(self, run_id: str) -> Run:
+        async with self._db.session() as session:
+            return run_view(await self._get(session, run_id))
+
+    async def list_runs(
+        self,
+        page: Page,
+        *,
+        agent_ids: Sequence[str] = (),
+        statuses: Sequence[str] | None = None,
+        stop_reason: str | None = None,
+        background: bool | None = None,
+        active: bool = False,
+        conversation_id: str | None = None,
+    ) -> list[Run]:
+        stmt = select(RunRow)
+        if agent_ids:
+            stmt = stmt.where(RunRow.agent_id.in_(list(agent_ids)))
+        if statuses:
+            stmt = stmt.where(RunRow.status.in_(list(statuses)))
+        if active:
+            stmt = stmt.where(RunRow.status.in_(ACTIVE))
+        if stop_reason is not None:
+            stmt = stmt.where(RunRow.stop_reason == stop_reason)
+        if background is not None:
+            stmt = stmt.where(RunRow.background.is_(background))
+        if conversation_id is not None:
+            stmt = stmt.where(RunRow.conversation_id == conversation_id)
+        async with self._db.session() as session:
+            return [run_view(r) for r in await paginate(session, RunRow, stmt, page)]
+
+    async def messages(self, run_id: str, page: Page) -> list[dict[str, Any]]:
+        async with self._db.session() as session:
+            run = await self._get(session, run_id)
+            rows = await paginate(
+                session, MessageRow, select(MessageRow).where(MessageRow.run_id == run_id), page
+            )
+            return message_views(rows, **view_options(run))
+
+    async def usage(self, run_id: str) -> RunUsage:
+        async with self._db.session() as session:
+            await self._get(session, run_id)
+            prompt, completion, total, _ = await run_usage(session, run_id)
+            cached = await session.scalar(
+                select(StepRow.cached_input_tokens).where(
+                    StepRow.run_id == run_id, StepRow.cached_input_tokens.is_not(None)
+                )
+            )
+        return RunUsage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            prompt_tokens_details=TokenDetails(cached_tokens=cached) if cached is not None else None,
+        )
+
+    async def steps(self, run_id: str, page: Page) -> list[Step]:
+        async with self._db.session() as session:
+            await self._get(session, run_id)
+            rows = await paginate(session, StepRow, select(StepRow).where(StepRow.run_id == run_id), page)
+            return [step_view(r) for r in rows]
+
+    async def _get(self, session: AsyncSession, run_id: str, *, for_update: bool = False) -> RunRow:
+        check_id(run_id, "run")
+        stmt = select(RunRow).where(RunRow.id == run_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        run = await session.scalar(stmt)
+        if run is None:
+            raise NotFound(f"run '{run_id}' not found")
+        return run
+
+    # -- cancelling and deleting -------------------------------------------------------------
+
+    async def cancel_for_agent(self, agent_id: str, run_ids: Sequence[str] | None) -> dict[str, str]:
+        """Cancel the named runs (or every active run) of an agent and close its pending approval."""
+        async with self._db.session() as session:
+            agent = await get_agent_row(session, agent_id, for_update=True)
+            stmt = select(RunRow).where(RunRow.agent_id == agent_id)
+            if run_ids:
+                for run_id in run_ids:
+                    check_id(run_id, "run")
+                stmt = stmt.where(RunRow.id.in_(list(run_ids)))
+            else:
+                stmt = stmt.where(RunRow.status.in_(ACTIVE))
+            runs = list((await session.scalars(stmt.with_for_update())).all())
+            if run_ids:
+                missing = set(run_ids) - {r.id for r in runs}
+                if missing:
+                    raise NotFound(f"agent '{agent_id}' has no runs {sorted(missing)}")
+            outcome = {r.id: ("cancelled" if r.status in ACTIVE else r.status) for r in runs}
+            cancelled = [r for r in runs if r.status in ACTIVE]
+            self._mark_cancelled(cancelled)
+            await self._close_pending_approval(session, agent, only_runs=run_ids)
+        await self._after_cancel(cancelled)
+        return outcome
+
+    async def delete(self, run_id: str) -> None:
+        """Cancel the run if it is live, then delete it with its messages and steps."""
+        async with self._db.session() as session:
+            run = await self._get(session, run_id, for_update=True)
+            live = run.status in ACTIVE
+            if live:
+                self._mark_cancelled([run])
+        if live:
+            await self._after_cancel([run], notify=False)
+        async with self._db.session() as session:
+            agent = await session.scalar(
+                select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
+            )
+            if agent is not None and agent.pending_approval_id is not None:
+                pending = await session.scalar(
+                    select(MessageRow.run_id).where(MessageRow.id == agent.pending_approval_id)
+                )
+                if pending == run_id:
+                    agent.pending_approval_id = None
+            await session.execute(delete(MessageRow).where(MessageRow.run_id == run_id))
+            await session.execute(delete(RunRow).where(RunRow.id == run_id))
+
+    @staticmethod
+    def _mark_cancelled(runs: Sequence[RunRow]) -> None:
+        now = utcnow()
+        for run in runs:
+            run.status = "cancelled"
+            run.stop_reason = "cancelled"
+            run.completed_at = now
+            run.callback_pending = run.callback_url is not None
+            if run.started_at is not None:
+                run.total_duration_ns = int((now - run.started_at).total_seconds() * 1e9)
+
+    async def _after_cancel(self, runs: Sequence[RunRow], *, notify: bool = True) -> None:
+        # The status is already committed; the engine stops the loop at its next safe point, and
+        # (per-agent FIFO) starts the agent's next run only after this one has left the loop.
+        for run in runs:
+            await self._engine.interrupt(run.id)
+        if notify:
+            for run in runs:
+                if run.callback_url is not None:
+                    self._callbacks.notify(run.id)
+
+    async def _close_pending_approval(
+        self, session: AsyncSession, agent: AgentRow, *, only_runs: Sequence[str] | None = None
+    ) -> None:
+        """Answer every pending tool call with an error so the agent's context stays valid, and unblock it."""
+        if agent.pending_approval_id is None:
+            return
+        pending = await session.scalar(select(MessageRow).where(MessageRow.id == agent.pending_approval_id))
+        if pending is not None and only_runs and pending.run_id not in only_runs:
+            return
+        agent.pending_approval_id = None
+        if pending is None:
+            return
+        for call in pending.body.get("tool_calls") or []:
+            session.add(
+                new_message(
+                    pending.run_id or "",
+                    agent.id,
+                    "tool_return_message",
+                    tool_return_body(call["tool_call_id"], call["name"], "error", CANCELLED_TOOL_RETURN),
+                    step_id=pending.step_id,
+                    is_err=True,
+                )
+            )

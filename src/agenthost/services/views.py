@@ -1,0 +1,122 @@
+"""Row → wire conversions shared by several services (messages, runs, steps, blocks)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from agenthost.db.rows import BlockRow, MessageRow, RunRow, StepRow
+from agenthost.schemas.blocks import Block
+from agenthost.schemas.runs import RequestConfig, Run, Step
+
+
+def block_view(row: BlockRow) -> Block:
+    return Block(
+        id=row.id,
+        label=row.label,
+        value=row.value,
+        limit=row.limit,
+        description=row.description,
+        read_only=row.read_only,
+        metadata=row.metadata_,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def run_view(row: RunRow) -> Run:
+    return Run(
+        id=row.id,
+        agent_id=row.agent_id,
+        conversation_id=row.conversation_id,
+        status=row.status,
+        stop_reason=row.stop_reason,
+        background=row.background,
+        request_config=RequestConfig.model_validate(row.request_config),
+        metadata=row.metadata_,
+        callback_url=row.callback_url,
+        callback_sent_at=row.callback_sent_at,
+        callback_status_code=row.callback_status_code,
+        callback_error=row.callback_error,
+        ttft_ns=row.ttft_ns,
+        total_duration_ns=row.total_duration_ns,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+    )
+
+
+def step_view(row: StepRow) -> Step:
+    return Step(
+        id=row.id,
+        run_id=row.run_id,
+        agent_id=row.agent_id,
+        model=row.model,
+        model_handle=row.model_handle,
+        model_endpoint=row.model_endpoint,
+        provider_name=row.provider_name,
+        context_window_limit=row.context_window_limit,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        total_tokens=row.total_tokens,
+        cached_input_tokens=row.cached_input_tokens,
+        reasoning_tokens=row.reasoning_tokens,
+        status=row.status,
+        stop_reason=row.stop_reason,
+        error_type=row.error_type,
+        error_data=row.error_data,
+        created_at=row.created_at,
+    )
+
+
+def message_views(
+    rows: Iterable[MessageRow],
+    *,
+    include_types: Sequence[str] | None = None,
+    use_assistant_message: bool = True,
+    assistant_tool_name: str = "send_message",
+    assistant_tool_kwarg: str = "message",
+) -> list[dict[str, Any]]:
+    """Letta messages as the SDK parses them, filtered by ``include_return_message_types``.
+
+    A call of the legacy ``send_message`` tool is shown as the ``assistant_message`` it stands for
+    when ``use_assistant_message`` is on, as Letta's legacy agents do.
+    """
+    allowed = set(include_types) if include_types is not None else None
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        item = message_view(row)
+        if use_assistant_message and row.message_type == "tool_call_message":
+            call = row.body.get("tool_call") or {}
+            if call.get("name") == assistant_tool_name:
+                item = _as_assistant(item, call, assistant_tool_kwarg)
+        if allowed is not None and item["message_type"] not in allowed:
+            continue
+        out.append(item)
+    return out
+
+
+def message_view(row: MessageRow) -> dict[str, Any]:
+    return {
+        # Keys starting with "_" are our own bookkeeping, not part of the wire shape.
+        **{k: v for k, v in row.body.items() if not k.startswith("_")},
+        "id": row.id,
+        "date": row.created_at.isoformat(),
+        "message_type": row.message_type,
+        "otid": row.otid,
+        "run_id": row.run_id,
+        "step_id": row.step_id,
+        "is_err": row.is_err or None,
+        "seq_id": row.seq,
+    }
+
+
+def _as_assistant(item: dict[str, Any], call: dict[str, Any], kwarg: str) -> dict[str, Any]:
+    try:
+        args = json.loads(call.get("arguments") or "{}")
+    except json.JSONDecodeError:
+        return item
+    if not isinstance(args, dict) or kwarg not in args:
+        return item
+    keep = ("id", "date", "otid", "run_id", "step_id", "is_err", "seq_id")
+    return {**{k: item[k] for k in keep}, "message_type": "assistant_message", "content": str(args[kwarg])}

@@ -1,0 +1,78 @@
+"""The one configuration object, read from the environment once at start-up and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server configuration.
+
+    Our own variables carry the ``AGENTHOST_`` prefix; the names Letta users already set
+    (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``/``OPENAI_API_BASE``, ``LETTA_PG_URI``) are honoured as-is.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="AGENTHOST_", extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = 8283
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".agenthost")
+
+    # Storage. A PostgreSQL URL (postgresql://...) switches from the embedded SQLite file.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHOST_DATABASE_URL", "LETTA_PG_URI")
+    )
+    db_pool_size: int = 10
+
+    # LLM provider (OpenAI-compatible chat completions).
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHOST_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTHOST_OPENAI_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    )
+    # Models listed by GET /v1/models/ when the provider's own /models listing is unavailable.
+    openai_models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4.1"])
+    default_model: str | None = None
+    llm_timeout_s: float = 120.0
+    llm_max_retries: int = 3
+    llm_retry_base_delay_s: float = 0.5
+    default_context_window: int = 128_000
+
+    # Run engine.
+    max_concurrent_runs: int = 64
+    shutdown_grace_s: float = 10.0
+    default_max_steps: int = 50
+
+    # Callbacks.
+    callback_timeout_s: float = 10.0
+    callback_retry_window_s: float = 60.0
+    callback_retry_base_delay_s: float = 0.5
+    callback_signing_secret: SecretStr | None = None
+
+    # When set, every /v1 route but health requires `Authorization: Bearer <password>`.
+    server_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHOST_SERVER_PASSWORD", "LETTA_SERVER_PASSWORD")
+    )
+
+    log_level: str = "info"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url is not None and self.database_url.startswith(("postgres://", "postgresql"))
+
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: asyncpg for PostgreSQL, aiosqlite for the embedded default."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'agenthost.db'}"
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if url.startswith("sqlite"):
+            return url.replace("sqlite://", "sqlite+aiosqlite://", 1) if "+aiosqlite" not in url else url
+        return url

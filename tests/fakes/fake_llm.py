@@ -1,0 +1,436 @@
+"""A scriptable fake OpenAI-compatible chat-completions server, served over real HTTP on 127.0.0.1.
+
+Tests share one server and isolate themselves by using their own ``model`` name: replies are queued
+per model with :meth:`FakeLLM.script`, and every request body is logged per model.
+
+Standalone (benchmarks): ``python -m tests.fakes.fake_llm --port 0 [--delay-ms 0]`` prints
+``FAKE_LLM_URL=http://127.0.0.1:<port>/v1`` once listening and answers everything with ``OK``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any, TypeAlias
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+__all__ = ["Delay", "Echo", "Error", "FakeLLM", "Hang", "Reply", "Text", "ToolCall", "ToolCalls", "main"]
+
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4.1")
+
+
+@dataclass(frozen=True)
+class Text:
+    """Answer with assistant text."""
+
+    content: str
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function tool call (``id`` defaults to ``call_<hex>``); scripted alone = ``ToolCalls([call])``."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            object.__setattr__(self, "id", f"call_{uuid.uuid4().hex[:24]}")
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """Answer with one or more tool calls (finish_reason ``tool_calls``) and optional text."""
+
+    calls: list[ToolCall]
+    content: str | None = None
+    prompt_tokens: int = 10
+    completion_tokens: int = 5
+
+
+@dataclass(frozen=True)
+class Error:
+    """Answer with HTTP ``status`` and an OpenAI-style error body."""
+
+    status: int
+    message: str = "fake error"
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Sleep ``seconds`` (cancelled if the client disconnects or the server stops), then answer ``reply``."""
+
+    seconds: float
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Never answer; ends when the client disconnects or the server stops."""
+
+
+@dataclass(frozen=True)
+class Echo:
+    """Answer with ``"echo: " + <text of the last user message>``."""
+
+
+Reply: TypeAlias = Text | ToolCall | ToolCalls | Error | Delay | Hang | Echo
+_OK = Text("OK")
+
+
+def _error_response(status: int, message: str) -> JSONResponse:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    kind = "rate_limit_error" if status == 429 else kind
+    return JSONResponse({"error": {"message": message, "type": kind, "code": f"fake_{status}"}}, status)
+
+
+def _usage(reply: Text | ToolCalls) -> dict[str, int]:
+    total = reply.prompt_tokens + reply.completion_tokens
+    return {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+def _new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def _completion(model: str, reply: Text | ToolCalls) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    finish = "stop"
+    if isinstance(reply, ToolCalls) and reply.calls:
+        finish = "tool_calls"
+        message["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for c in reply.calls
+        ]
+    return {
+        "id": _new_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": _usage(reply),
+    }
+
+
+async def _stream(model: str, reply: Text | ToolCalls, include_usage: bool) -> AsyncIterator[str]:
+    cid, created = _new_id(), int(time.time())
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        body = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    def delta(d: dict[str, Any], finish: str | None = None) -> str:
+        return chunk([{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}])
+
+    yield delta({"role": "assistant", "content": ""})
+    text = reply.content or ""
+    step = max(1, -(-len(text) // 3))
+    for start in range(0, len(text), step):
+        yield delta({"content": text[start : start + step]})
+    finish = "stop"
+    if isinstance(reply, ToolCalls) and reply.calls:
+        finish = "tool_calls"
+        for i, call in enumerate(reply.calls):
+            args = json.dumps(call.arguments)
+            half = len(args) // 2
+            fn = {"name": call.name, "arguments": args[:half]}
+            yield delta({"tool_calls": [{"index": i, "id": call.id, "type": "function", "function": fn}]})
+            yield delta({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]})
+    yield delta({}, finish)
+    if include_usage:
+        yield chunk([], usage=_usage(reply))
+    yield "data: [DONE]\n\n"
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    messages = body.get("messages")
+    for msg in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(
+                    str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+                )
+            return ""
+    return ""
+
+
+async def _until_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class FakeLLM:
+    """Fake OpenAI chat-completions server run by uvicorn in a background thread on a free port.
+
+    Replies are scripted per request ``model``; see :meth:`script` and :meth:`set_default`.
+    Pass ``record=False`` to keep no request log (long benchmarks).
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+    ) -> None:
+        self.models = list(models) if models is not None else list(DEFAULT_MODELS)
+        self.host, self.record = host, record
+        self._requested_port, self._port = port, 0
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[Reply]] = {}
+        self._defaults: dict[str | None, Reply] = {}
+        self._log: list[tuple[str, dict[str, Any]]] = []
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    def script(self, model: str, *replies: Reply) -> None:
+        """Append replies to ``model``'s FIFO queue; each request for that model consumes one."""
+        with self._cond:
+            queue = self._queues.setdefault(model, deque())
+            queue.extend(ToolCalls([r]) if isinstance(r, ToolCall) else r for r in replies)
+
+    def set_default(self, model: str | None, reply: Reply) -> None:
+        """Reply used when ``model``'s queue is empty (``None``: for every model without its own)."""
+        with self._cond:
+            self._defaults[model] = ToolCalls([reply]) if isinstance(reply, ToolCall) else reply
+
+    def pending(self, model: str) -> int:
+        """Number of scripted replies not yet consumed for ``model``."""
+        with self._cond:
+            return len(self._queues.get(model, ()))
+
+    def requests(self, model: str) -> list[dict[str, Any]]:
+        """JSON bodies received for ``model``, in arrival order."""
+        with self._cond:
+            return [body for m, body in self._log if m == model]
+
+    def all_requests(self) -> list[dict[str, Any]]:
+        """All JSON bodies received, in arrival order."""
+        with self._cond:
+            return [body for _, body in self._log]
+
+    def wait_for_requests(self, model: str, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Block until at least ``n`` requests for ``model`` arrived; raise ``TimeoutError`` otherwise."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: sum(m == model for m, _ in self._log) >= n, timeout):
+                got = sum(m == model for m, _ in self._log)
+                raise TimeoutError(f"fake LLM: {got}/{n} requests for model {model!r} after {timeout}s")
+            return [body for m, body in self._log if m == model]
+
+    def reset(self) -> None:
+        """Forget all scripts, defaults and logged requests."""
+        with self._cond:
+            self._queues.clear()
+            self._defaults.clear()
+            self._log.clear()
+
+    def _take(self, model: str, body: dict[str, Any]) -> Reply:
+        with self._cond:
+            if self.record:
+                self._log.append((model, body))
+                self._cond.notify_all()
+            queue = self._queues.get(model)
+            if queue:
+                return queue.popleft()
+            return self._defaults.get(model) or self._defaults.get(None) or _OK
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()
+        yield
+
+    async def _list_models(self, request: Request) -> Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error_response(400, "request body is not valid JSON")
+        if not isinstance(body, dict):
+            return _error_response(400, "request body must be a JSON object")
+        model = str(body.get("model", ""))
+        return await self._respond(request, model, body, self._take(model, body))
+
+    async def _respond(self, request: Request, model: str, body: dict[str, Any], reply: Reply) -> Response:
+        if isinstance(reply, Delay):
+            if reply.seconds > 0 and not await self._wait(request, reply.seconds):
+                return Response(status_code=499)
+            return await self._respond(request, model, body, reply.reply)
+        if isinstance(reply, Hang):
+            await self._wait(request, None)
+            return _error_response(503, "fake LLM is shutting down")
+        if isinstance(reply, Error):
+            return _error_response(reply.status, reply.message)
+        if isinstance(reply, Echo):
+            reply = Text("echo: " + _last_user_text(body))
+        elif isinstance(reply, ToolCall):
+            reply = ToolCalls([reply])
+        if body.get("stream"):
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+            return StreamingResponse(_stream(model, reply, include_usage), media_type="text/event-stream")
+        return JSONResponse(_completion(model, reply))
+
+    async def _wait(self, request: Request, seconds: float | None) -> bool:
+        """Sleep ``seconds`` (None: forever). False if the client left or the server stopped first."""
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(_until_disconnect(request))]
+        if self._stop_event is not None:
+            waiters.append(asyncio.ensure_future(self._stop_event.wait()))
+        timer = None if seconds is None else asyncio.ensure_future(asyncio.sleep(seconds))
+        waiters += [timer] if timer is not None else []
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return timer is not None and timer in done
+
+    @property
+    def port(self) -> int:
+        if not self._port:
+            raise RuntimeError("FakeLLM is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout: float = 10.0) -> FakeLLM:
+        """Start serving; returns once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("FakeLLM already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        # "auto" picks uvloop / httptools when installed; log_config=None leaves host logging alone.
+        config = uvicorn.Config(
+            self.app,
+            loop="auto",
+            http="auto",
+            lifespan="on",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-llm", daemon=True)
+        self._sock, self._server, self._thread = sock, server, thread
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("fake LLM server did not start")
+            time.sleep(0.002)
+        self._port = sock.getsockname()[1]
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (idempotent); pending Hang/Delay handlers are released immediately."""
+        server, thread, loop, event = self._server, self._thread, self._loop, self._stop_event
+        if server is None or thread is None:
+            return
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(event.set)
+        server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = self._loop = self._stop_event = None
+        self._port = 0
+
+    def __enter__(self) -> FakeLLM:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the fake in the foreground, answering every request with ``OK``, until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible chat-completions server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    fake = FakeLLM(host=args.host, port=args.port, record=False)
+    if args.delay_ms > 0:
+        fake.set_default(None, Delay(args.delay_ms / 1000.0, _OK))
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fake.start()
+    try:
+        sys.stdout.write(f"FAKE_LLM_URL={fake.base_url}\n")
+        sys.stdout.flush()
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
