@@ -1,0 +1,179 @@
+"""Test harness: agenthost served over real HTTP (in a thread, or as a real subprocess), and waiting helpers.
+
+Tests wait for observable states with a deadline; none sleeps for a fixed time hoping for a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from letta_client import AsyncLetta, Letta
+from letta_client.types.agents.run import Run
+
+from agenthost.app import create_app
+from agenthost.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+TERMINAL = ("completed", "failed", "cancelled")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def wait_for_run(client: Letta, run_id: str, *, timeout: float = 15.0, statuses: tuple[str, ...] = TERMINAL) -> Run:
+    def done() -> Run | None:
+        run = client.runs.retrieve(run_id)
+        return run if run.status in statuses else None
+
+    return wait_until(done, timeout=timeout, what=f"run {run_id} to reach {statuses}")
+
+
+async def async_wait_for_run(client: AsyncLetta, run_id: str, *, timeout: float = 15.0) -> Run:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await client.runs.retrieve(run_id)
+        if run.status in TERMINAL:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for run {run_id}")
+        await asyncio.sleep(0.01)
+
+
+def unique_model() -> str:
+    """A model name of the test's own: the fake LLM scripts and logs per model."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class ThreadServer:
+    """agenthost served by uvicorn in a background thread (its own event loop), on a free port."""
+
+    settings: Settings
+    port: int = field(default_factory=free_port)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs: Any) -> Letta:
+        return Letta(base_url=self.base_url, api_key="test", max_retries=0, timeout=30, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> AsyncLetta:
+        return AsyncLetta(base_url=self.base_url, api_key="test", max_retries=0, timeout=30, **kwargs)
+
+    def start(self) -> ThreadServer:
+        config = uvicorn.Config(
+            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+            lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"agenthost:{self.port}", daemon=True)
+        self._thread.start()
+        server = self._server
+        wait_until(lambda: server.started or not self._thread_alive(), timeout=30, what="server start")
+        if not server.started:
+            raise RuntimeError("agenthost failed to start (see the log above)")
+        return self
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._server = None
+        self._thread = None
+
+
+@dataclass
+class ProcessServer:
+    """agenthost as a real ``agenthost serve`` subprocess: for crash (SIGKILL) and restart tests."""
+
+    env: dict[str, str]
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> Letta:
+        return Letta(base_url=self.base_url, api_key="test", max_retries=0, timeout=30)
+
+    def start(self, *, wait: bool = True) -> ProcessServer:
+        cmd = [sys.executable, "-m", "agenthost", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=subprocess.PIPE)
+        if wait:
+            wait_until(self._healthy, timeout=30, what="agenthost serve to answer /v1/health/")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"agenthost exited with {self.proc.returncode}: {self.stderr()}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.base_url}/v1/health/", timeout=1).status_code == 200
+        return False
+
+    def stderr(self) -> str:
+        assert self.proc is not None and self.proc.stderr is not None
+        return self.proc.stderr.read().decode(errors="replace")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def running(server: ThreadServer) -> Iterator[ThreadServer]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
