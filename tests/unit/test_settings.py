@@ -1,0 +1,41 @@
+"""Settings: the variable names Letta users already set, and our AGENTHOST_ prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agenthost.settings import Settings
+
+
+def test_letta_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LETTA_PG_URI", "postgresql://u@h:5432/db")
+    settings = Settings()
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-test"
+    assert settings.openai_base_url == "http://127.0.0.1:9/v1"
+    assert settings.is_postgres
+    assert settings.sqlalchemy_url() == "postgresql+asyncpg://u@h:5432/db"
+
+
+def test_openai_base_url_wins_over_its_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://a/v1")
+    monkeypatch.setenv("OPENAI_API_BASE", "http://b/v1")
+    assert Settings().openai_base_url == "http://a/v1"
+
+
+def test_own_prefix_and_sqlite_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AGENTHOST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AGENTHOST_MAX_CONCURRENT_RUNS", "3")
+    settings = Settings()
+    assert settings.max_concurrent_runs == 3
+    assert not settings.is_postgres
+    assert settings.sqlalchemy_url() == f"sqlite+aiosqlite:///{tmp_path / 'agenthost.db'}"
+
+
+def test_secrets_do_not_leak_into_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    assert "sk-very-secret" not in repr(Settings())
