@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -20,6 +21,14 @@ class AgentHostError(Exception):
 class InvalidArgument(AgentHostError):
     status_code = 422
     code = "invalid_argument"
+
+    def __init__(
+        self, message: str, *, loc: Sequence[str | int] | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        # `loc` names the offending field as FastAPI's own validation errors do (["body", "model"]).
+        if loc is not None:
+            extra = {**(extra or {}), "errors": [{"loc": list(loc), "msg": message, "type": self.code}]}
+        super().__init__(message, extra=extra)
 
 
 class NotFound(AgentHostError):

@@ -10,7 +10,7 @@ from fastapi import Depends, Query, Request
 from agenthost.container import Container
 from agenthost.errors import AgentHostError
 from agenthost.schemas.common import Order
-from agenthost.services.pagination import Page
+from agenthost.services.pagination import MAX_PAGE, Page
 
 
 class Unauthorized(AgentHostError):
@@ -41,7 +41,7 @@ def page_params(default_order: Order, default_limit: int) -> object:
     def dependency(
         before: str | None = None,
         after: str | None = None,
-        limit: int | None = Query(default=default_limit),
+        limit: int | None = Query(default=default_limit, ge=1, le=MAX_PAGE),
         order: Order = default_order,
         ascending: bool | None = Query(default=None, description="Legacy alias of order=asc"),
     ) -> Page:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from agenthost.errors import InvalidArgument
 from agenthost.llm.base import LLMClient
@@ -27,16 +28,16 @@ class Providers:
     def names(self) -> list[str]:
         return sorted(self._clients)
 
-    def resolve(self, handle: str) -> tuple[LLMClient, str]:
-        """``openai/gpt-4o-mini`` → (the openai client, ``gpt-4o-mini``); a clear 422 otherwise."""
+    def resolve(self, handle: str, loc: Sequence[str | int] | None = None) -> tuple[LLMClient, str]:
+        """``openai/gpt-4o-mini`` → (the openai client, ``gpt-4o-mini``); a clear 422 at ``loc`` otherwise."""
         provider, sep, model = handle.partition("/")
         if not sep or not provider or not model:
-            raise InvalidArgument(f"model handle '{handle}' must have the form 'provider/model'")
+            raise InvalidArgument(f"model handle '{handle}' must have the form 'provider/model'", loc=loc)
         client = self._clients.get(provider)
         if client is None:
             configured = ", ".join(self.names) or "none (set OPENAI_API_KEY or OPENAI_BASE_URL)"
             raise InvalidArgument(
-                f"unknown model provider '{provider}' in '{handle}'; configured: {configured}"
+                f"unknown model provider '{provider}' in '{handle}'; configured: {configured}", loc=loc
             )
         return client, model
 

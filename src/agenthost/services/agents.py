@@ -54,23 +54,27 @@ class AgentService:
         handle = body.model or self._settings.default_model
         if handle is None:
             raise InvalidArgument(
-                "model is required (a handle like 'openai/gpt-4o-mini'; see GET /v1/models/)"
+                "model is required (a handle like 'openai/gpt-4o-mini'; see GET /v1/models/)",
+                loc=("body", "model"),
             )
-        self._providers.resolve(handle)
+        self._providers.resolve(handle, loc=("body", "model"))
         tools = list(BASE_TOOL_NAMES) if body.include_base_tools else []
-        for name in body.tools or []:
+        for i, name in enumerate(body.tools or []):
             if name not in BUILTIN_TOOLS:
-                raise InvalidArgument(f"unknown tool '{name}'; available: {sorted(BUILTIN_TOOLS)}")
+                raise InvalidArgument(
+                    f"unknown tool '{name}'; available: {sorted(BUILTIN_TOOLS)}", loc=("body", "tools", i)
+                )
             if name not in tools:
                 tools.append(name)
         labels = [b.label for b in body.memory_blocks or []]
         if len(labels) != len(set(labels)):
-            raise InvalidArgument("memory_blocks labels must be unique")
-        for block in body.memory_blocks or []:
+            raise InvalidArgument("memory_blocks labels must be unique", loc=("body", "memory_blocks"))
+        for i, block in enumerate(body.memory_blocks or []):
             if len(block.value) > block.limit:
                 raise InvalidArgument(
                     f"memory block '{block.label}' has {len(block.value)} characters, "
-                    f"over its limit of {block.limit}"
+                    f"over its limit of {block.limit}",
+                    loc=("body", "memory_blocks", i, "value"),
                 )
         agent_id = new_id("agent")
         async with self._db.session() as session:
@@ -110,10 +114,9 @@ class AgentService:
                         agent_id=agent_id, block_id=block_row.id, label=block.label, position=position
                     )
                 )
-            for position, block_id in enumerate(body.block_ids or [], start=len(labels)):
-                existing = await session.scalar(
-                    select(BlockRow).where(BlockRow.id == check_id(block_id, "block"))
-                )
+            for i, block_id in enumerate(body.block_ids or []):
+                check_id(block_id, "block", ("body", "block_ids", i))
+                existing = await session.scalar(select(BlockRow).where(BlockRow.id == block_id))
                 if existing is None:
                     raise NotFound(f"block '{block_id}' not found")
                 if existing.label in labels:
@@ -121,7 +124,7 @@ class AgentService:
                 labels.append(existing.label)
                 session.add(
                     AgentBlockRow(
-                        agent_id=agent_id, block_id=block_id, label=existing.label, position=position
+                        agent_id=agent_id, block_id=block_id, label=existing.label, position=len(labels) - 1
                     )
                 )
             for tag in dict.fromkeys(body.tags or []):
@@ -171,7 +174,7 @@ class AgentService:
     async def update(self, agent_id: str, body: AgentUpdate) -> AgentState:
         fields = body.model_dump(exclude_unset=True)
         if fields.get("model") is not None:
-            self._providers.resolve(fields["model"])
+            self._providers.resolve(fields["model"], loc=("body", "model"))
         async with self._db.session() as session:
             row = await get_agent_row(session, agent_id, for_update=True)
             for key, value in fields.items():
@@ -187,7 +190,7 @@ class AgentService:
                 elif key in ("tool_rules", "tool_exec_environment_variables"):
                     setattr(row, key, value or ([] if key == "tool_rules" else {}))
                 elif key in ("name", "system", "model", "message_buffer_autoclear") and value is None:
-                    raise InvalidArgument(f"{key} cannot be null")
+                    raise InvalidArgument(f"{key} cannot be null", loc=("body", key))
                 else:
                     setattr(row, key, value)
             await session.flush()

@@ -38,10 +38,13 @@ class BlockService:
             new_value = fields.get("value", block.value)
             new_limit = fields.get("limit", block.limit)
             if new_value is None or new_limit is None:
-                raise InvalidArgument("value and limit cannot be null")
+                raise InvalidArgument(
+                    "value and limit cannot be null", loc=("body", "value" if new_value is None else "limit")
+                )
             if len(new_value) > new_limit:
                 raise InvalidArgument(
-                    f"block '{label}' value has {len(new_value)} characters, over its limit of {new_limit}"
+                    f"block '{label}' value has {len(new_value)} characters, over its limit of {new_limit}",
+                    loc=("body", "value" if "value" in fields else "limit"),
                 )
             new_label = fields.get("label")
             if new_label is not None and new_label != block.label:

@@ -46,11 +46,20 @@ class RunService:
         """Commit a ``created`` run for this request and hand it to the engine (idempotent on otids)."""
         check_id(agent_id, "agent")
         if body.override_model:
-            self._providers.resolve(body.override_model)
+            self._providers.resolve(body.override_model, loc=("body", "override_model"))
         inputs = [m.model_dump(mode="json", exclude_none=True) for m in body.input_messages()]
         otids = [m["otid"] for m in inputs if m.get("otid")]
         if len(otids) != len(set(otids)):
-            raise InvalidArgument("each message in a request needs its own otid")
+            seen: set[str] = set()
+            for i, message in enumerate(inputs):
+                otid = message.get("otid")
+                if otid in seen:
+                    raise InvalidArgument(
+                        f"otid '{otid}' appears twice in this request; each message needs its own otid",
+                        loc=("body", "messages", i, "otid"),
+                    )
+                if otid:
+                    seen.add(otid)
         fields = body.model_dump(mode="json", exclude={"messages", "input"})
         request = {**fields, "inputs": inputs}
         request_config = {
@@ -109,17 +118,24 @@ class RunService:
         if not keys:
             return None
         run_ids = {k.run_id for k in keys}
+        conflict = Conflict(
+            f"otids {sorted(k.otid for k in keys)} were already used by run(s) {sorted(run_ids)} "
+            "of this agent; "
+            "a retry must repeat the whole request with the same otids"
+        )
         if len(run_ids) > 1 or len(keys) != len(otids):
-            raise Conflict(
-                f"otids {sorted(k.otid for k in keys)} were already used by run(s) {sorted(run_ids)} "
-                "of this agent; "
-                "a retry must repeat the whole request with the same otids"
-            )
-        run = await session.scalar(select(RunRow).where(RunRow.id == run_ids.pop()))
+            raise conflict
+        run_id = run_ids.pop()
+        run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
         if run is None:  # the earlier run was deleted: its otids are free again
             await session.execute(
                 delete(RunKeyRow).where(RunKeyRow.agent_id == agent_id, RunKeyRow.otid.in_(otids))
             )
+            return None
+        # A subset of the earlier request's otids is another request, not a retry of it.
+        earlier = set((await session.scalars(select(RunKeyRow.otid).where(RunKeyRow.run_id == run_id))).all())
+        if earlier != set(otids):
+            raise conflict
         return run
 
     async def _check_approval_state(
@@ -231,8 +247,8 @@ class RunService:
             agent = await get_agent_row(session, agent_id, for_update=True)
             stmt = select(RunRow).where(RunRow.agent_id == agent_id)
             if run_ids:
-                for run_id in run_ids:
-                    check_id(run_id, "run")
+                for i, run_id in enumerate(run_ids):
+                    check_id(run_id, "run", ("body", "run_ids", i))
                 stmt = stmt.where(RunRow.id.in_(list(run_ids)))
             else:
                 stmt = stmt.where(RunRow.status.in_(ACTIVE))
