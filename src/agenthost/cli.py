@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from agenthost.app import create_app
-from agenthost.db.database import DatabaseLocked
+from agenthost.db.database import Database, DatabaseLocked
 from agenthost.settings import Settings
 
 
@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Checked before uvicorn starts too: a failure inside the lifespan would reach the user as a traceback.
+    if settings.sqlalchemy_url().startswith("sqlite"):
+        try:
+            Database.check_file_lock(settings.data_dir)
+        except DatabaseLocked as exc:
+            sys.stderr.write(f"agenthost: {exc.message}\n")
+            return 2
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -43,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
-    try:
-        uvicorn.Server(config).run()
-    except DatabaseLocked as exc:
-        sys.stderr.write(f"agenthost: {exc.message}\n")
-        return 2
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -56,21 +56,12 @@ class Database:
 
     def acquire_file_lock(self, data_dir: Path) -> None:
         """Refuse a second server on the same SQLite file: two engines would break per-agent FIFO."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path = data_dir / "agenthost.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise DatabaseLocked(
-                f"another agenthost server (pid {holder}) is already using {data_dir}; "
-                "stop it, or start this one with a different --data-dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = _lock_data_dir(data_dir)
+
+    @staticmethod
+    def check_file_lock(data_dir: Path) -> None:
+        """Raise ``DatabaseLocked`` now if another server holds ``data_dir`` (the lock is not kept)."""
+        os.close(_lock_data_dir(data_dir))
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic), serialised across processes on PostgreSQL."""
@@ -90,6 +81,24 @@ class Database:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Take the data dir's exclusive lock; the returned descriptor holds it until closed."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / "agenthost.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise DatabaseLocked(
+            f"another agenthost server (pid {holder}) is already using {data_dir}; "
+            "stop it, or start this one with a different --data-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _upgrade(connection: Connection) -> None:
