@@ -60,6 +60,30 @@ def pg_database() -> Iterator[str | None]:
     _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def fresh_pg_database(pg_database: str | None) -> Iterator[Callable[[], str]]:
+    """Make PostgreSQL databases of the test's own (dropped at teardown).
+
+    A server with the embedded engine owns its database (start-up recovery fails every run left
+    `running` in it), so a test's extra servers must not share the session database.
+    """
+    made: list[str] = []
+
+    def make() -> str:
+        if pg_database is None:
+            pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+        name = f"agenthost_test_{uuid.uuid4().hex[:10]}"
+        error = _pg(f'CREATE DATABASE "{name}"')
+        if error is not None:
+            raise RuntimeError(f"cannot create database {name}: {error}")
+        made.append(name)
+        return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    yield make
+    for name in made:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeLLM]:
     with FakeLLM() as fake:
@@ -112,11 +136,15 @@ def server(backend: str, make_settings: SettingsFactory) -> ThreadServer:
 
 
 @pytest.fixture
-def fresh_server(make_settings: SettingsFactory) -> Iterator[Callable[..., ThreadServer]]:
-    """Start servers of the test's own (custom settings); stopped at teardown."""
+def fresh_server(
+    backend: str, make_settings: SettingsFactory, fresh_pg_database: Callable[[], str]
+) -> Iterator[Callable[..., ThreadServer]]:
+    """Start servers of the test's own (custom settings, own database); stopped at teardown."""
     started: list[ThreadServer] = []
 
     def start(**overrides: object) -> ThreadServer:
+        if backend == "postgres" and "database_url" not in overrides:
+            overrides["database_url"] = fresh_pg_database()
         srv = ThreadServer(make_settings(**overrides)).start()
         started.append(srv)
         return srv

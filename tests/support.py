@@ -39,7 +39,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail the test at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -51,22 +53,26 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
-def wait_for_run(client: Letta, run_id: str, *, timeout: float = 15.0, statuses: tuple[str, ...] = TERMINAL) -> Run:
+def wait_for_run(
+    client: Letta, run_id: str, *, timeout: float = 15.0, statuses: tuple[str, ...] = TERMINAL
+) -> Run:
     def done() -> Run | None:
         run = client.runs.retrieve(run_id)
         return run if run.status in statuses else None
 
-    return wait_until(done, timeout=timeout, what=f"run {run_id} to reach {statuses}")
+    run = wait_until(done, timeout=timeout, what=f"run {run_id} to reach {statuses}")
+    assert run is not None
+    return run
 
 
-async def async_wait_for_run(client: AsyncLetta, run_id: str, *, timeout: float = 15.0) -> Run:
-    deadline = time.monotonic() + timeout
+async def async_wait_for_run(client: AsyncLetta, run_id: str, *, within_s: float = 15.0) -> Run:
+    deadline = time.monotonic() + within_s
     while True:
         run = await client.runs.retrieve(run_id)
         if run.status in TERMINAL:
             return run
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for run {run_id}")
+            raise AssertionError(f"timed out after {within_s}s waiting for run {run_id}")
         await asyncio.sleep(0.01)
 
 
@@ -96,7 +102,11 @@ class ThreadServer:
 
     def start(self) -> ThreadServer:
         config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+            create_app(self.settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
             lifespan="on",
         )
         self._server = uvicorn.Server(config)
@@ -137,7 +147,16 @@ class ProcessServer:
         return Letta(base_url=self.base_url, api_key="test", max_retries=0, timeout=30)
 
     def start(self, *, wait: bool = True) -> ProcessServer:
-        cmd = [sys.executable, "-m", "agenthost", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "agenthost",
+            "serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=subprocess.PIPE)
         if wait:
             wait_until(self._healthy, timeout=30, what="agenthost serve to answer /v1/health/")

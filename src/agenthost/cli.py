@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from agenthost.app import create_app
 from agenthost.db.database import Database, DatabaseLocked
@@ -35,12 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # Checked before uvicorn starts too: a failure inside the lifespan would reach the user as a traceback.
-    if settings.sqlalchemy_url().startswith("sqlite"):
-        try:
-            Database.check_file_lock(settings.data_dir)
-        except DatabaseLocked as exc:
-            sys.stderr.write(f"agenthost: {exc.message}\n")
-            return 2
+    problem = asyncio.run(_preflight(settings))
+    if problem is not None:
+        sys.stderr.write(f"agenthost: {problem}\n")
+        return 2
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -52,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     uvicorn.Server(config).run()
     return 0
+
+
+async def _preflight(settings: Settings) -> str | None:
+    """Can this server own its database? (The lock is taken again, for good, at start-up.)"""
+    db = Database(settings.sqlalchemy_url(), pool_size=1)
+    try:
+        await db.acquire_engine_lock(settings.data_dir)
+    except DatabaseLocked as exc:
+        return exc.message
+    except (OSError, SQLAlchemyError) as exc:
+        return f"cannot open the database ({type(exc).__name__}: {exc})"
+    finally:
+        await db.close()
+    return None
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ class Container:
     async def start(cls, settings: Settings, providers: Providers | None = None) -> Container:
         db = Database(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
         try:
-            if db.is_sqlite:
-                db.acquire_file_lock(settings.data_dir)
+            await db.acquire_engine_lock(settings.data_dir)
             await db.migrate()
         except BaseException:
             await db.close()

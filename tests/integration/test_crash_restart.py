@@ -6,42 +6,24 @@ in its database, which must not touch the shared test server's runs.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from letta_client import Letta
-from tests.conftest import PG_ADMIN_URL
 from tests.fakes.fake_llm import Delay, FakeLLM, Hang, Text
 from tests.support import ProcessServer, wait_for_run, wait_until
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-def server_env(backend: str, fake_llm: FakeLLM) -> Iterator[dict[str, str]]:
+def server_env(backend: str, fake_llm: FakeLLM, fresh_pg_database: Callable[[], str]) -> dict[str, str]:
     """Environment for ``agenthost serve``: the fake LLM, and a database of the test's own."""
     env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "x", "AGENTHOST_LOG_LEVEL": "warning"}
-    if backend == "sqlite":
-        yield env
-        return
-    name = f"agenthost_crash_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield {**env, "AGENTHOST_DATABASE_URL": f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"}
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if backend == "postgres":
+        env["AGENTHOST_DATABASE_URL"] = fresh_pg_database()
+    return env
 
 
 @pytest.fixture
@@ -111,24 +93,27 @@ def test_killed_server_recovers_runs_on_restart(
     assert wait_for_run(client, again.id).status == "completed"
 
 
-def test_second_server_on_same_data_dir_refuses_to_start(
-    fake_llm: FakeLLM, processes: list[ProcessServer], data_dir: Path
+def test_second_server_on_the_same_database_refuses_to_start(
+    backend: str, server_env: dict[str, str], processes: list[ProcessServer], tmp_path: Path
 ) -> None:
-    env = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "x", "AGENTHOST_LOG_LEVEL": "warning"}
-    first = serve(processes, env, data_dir)
-    second = ProcessServer(env, data_dir)
+    first = serve(processes, server_env, tmp_path / "one")
+    # SQLite: the same data dir. PostgreSQL: another data dir, but the same database.
+    second = ProcessServer(server_env, tmp_path / ("one" if backend == "sqlite" else "two"))
     processes.append(second)
     second.start(wait=False)
     assert second.proc is not None
     try:
         code = second.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        pytest.fail("a second agenthost on the same data dir kept running")
-    assert code != 0
+        pytest.fail("a second agenthost on the same database kept running")
+    assert code == 2
     stderr = second.stderr()
-    assert str(data_dir) in stderr, stderr
     assert "another agenthost server" in stderr, stderr
     assert "Traceback" not in stderr, stderr
+    if backend == "sqlite":
+        assert str(tmp_path / "one") in stderr, stderr
+    else:
+        assert "PostgreSQL database" in stderr, stderr
     # The first server is unaffected.
     assert first.client().health() is not None
 

@@ -14,7 +14,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from agenthost.errors import AgentHostError
 
@@ -23,6 +29,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same for every agenthost process sharing a database.
 _PG_MIGRATION_LOCK = 0x61676E74
+_PG_ENGINE_LOCK = 0x61676E75
 
 
 class DatabaseLocked(AgentHostError):
@@ -47,6 +54,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._lock_fd: int | None = None
+        self._lock_conn: AsyncConnection | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -54,14 +62,25 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    def acquire_file_lock(self, data_dir: Path) -> None:
-        """Refuse a second server on the same SQLite file: two engines would break per-agent FIFO."""
-        self._lock_fd = _lock_data_dir(data_dir)
+    async def acquire_engine_lock(self, data_dir: Path) -> None:
+        """Refuse a second server with the embedded engine on the same database.
 
-    @staticmethod
-    def check_file_lock(data_dir: Path) -> None:
-        """Raise ``DatabaseLocked`` now if another server holds ``data_dir`` (the lock is not kept)."""
-        os.close(_lock_data_dir(data_dir))
+        Two embedded engines would break per-agent FIFO, and each one's start-up recovery would fail
+        the other's live runs. SQLite: an exclusive lock on a file in the data dir. PostgreSQL: a
+        session advisory lock on a connection held for the server's life (in autocommit, so it keeps
+        no transaction open).
+        """
+        if self.is_sqlite:
+            self._lock_fd = _lock_data_dir(data_dir)
+            return
+        conn = await (await self.engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+        if not await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_ENGINE_LOCK}):
+            await conn.close()
+            raise DatabaseLocked(
+                "another agenthost server is already using this PostgreSQL database with the embedded "
+                "run engine; stop it, or point this server at another database"
+            )
+        self._lock_conn = conn
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic), serialised across processes on PostgreSQL."""
@@ -77,6 +96,9 @@ class Database:
                     await conn.commit()
 
     async def close(self) -> None:
+        if self._lock_conn is not None:
+            await self._lock_conn.close()
+            self._lock_conn = None
         await self.engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
