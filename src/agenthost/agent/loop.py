@@ -17,7 +17,16 @@ from agenthost.agent.builtin_tools import BUILTIN_TOOLS
 from agenthost.agent.context import llm_messages
 from agenthost.agent.control import RunControl, RunInterrupted
 from agenthost.agent.prompt import compile_system
-from agenthost.agent.store import Rejected, RunStore, StartedRun, StepRecord, new_message, tool_return_body
+from agenthost.agent.store import (
+    Committed,
+    Ending,
+    Rejected,
+    RunStore,
+    StartedRun,
+    StepRecord,
+    new_message,
+    tool_return_body,
+)
 from agenthost.agent.tools import ToolFailed, run_builtin
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError
@@ -38,57 +47,55 @@ class AgentLoop:
 
     async def execute(self, run_id: str, control: RunControl) -> None:
         """Run one queued run to a terminal state. Never raises for run-level failures."""
-        t0 = time.monotonic_ns()
+        state = _RunState(time.monotonic_ns())
         started = await self._store.begin(run_id)
         if started is None:
             return
         if isinstance(started, Rejected):
-            await self._finish(run_id, "error", error=started.reason, from_statuses=("created",))
+            self._ended(run_id, started.committed)
             return
-        state = _RunState(t0)
         try:
-            stop_reason = await self._steps(started, control, state)
-            await self._finish(
-                run_id, stop_reason, ttft_ns=state.ttft_ns, duration_ns=time.monotonic_ns() - t0
-            )
+            committed = await self._steps(started, control, state)
+            if isinstance(committed, str):
+                await self._finish(run_id, state.ending(committed))
+            else:
+                self._ended(run_id, committed)
         except RunInterrupted as exc:
             if exc.reason == "cancelled":
                 # The canceller already wrote the terminal status; this write is a no-op unless it raced.
-                await self._finish(
-                    run_id, "cancelled", ttft_ns=state.ttft_ns, duration_ns=time.monotonic_ns() - t0
-                )
+                await self._finish(run_id, state.ending("cancelled"))
             else:
-                await self._finish(
-                    run_id,
-                    "error",
-                    error="the server shut down while this run was in progress",
-                    ttft_ns=state.ttft_ns,
-                    duration_ns=time.monotonic_ns() - t0,
-                )
+                error = "the server shut down while this run was in progress"
+                await self._finish(run_id, state.ending("error", error))
         except LLMError as exc:
-            await self._finish(
-                run_id,
-                "llm_api_error",
-                error=str(exc),
-                ttft_ns=state.ttft_ns,
-                duration_ns=time.monotonic_ns() - t0,
-            )
+            await self._finish(run_id, state.ending("llm_api_error", str(exc)))
         except AgentHostError as exc:
-            await self._finish(run_id, "error", error=exc.message, duration_ns=time.monotonic_ns() - t0)
+            await self._finish(run_id, state.ending("error", exc.message))
         except Exception as exc:
             log.exception("run %s failed", run_id)
-            await self._finish(
-                run_id,
-                "error",
-                error=f"internal error: {type(exc).__name__}: {exc}",
-                duration_ns=time.monotonic_ns() - t0,
-            )
+            await self._finish(run_id, state.ending("error", f"internal error: {type(exc).__name__}: {exc}"))
 
-    async def _finish(self, run_id: str, stop_reason: str, **kwargs: Any) -> None:
-        if await self._store.finish(run_id, stop_reason, **kwargs):
+    async def _finish(self, run_id: str, ending: Ending) -> None:
+        self._ended(run_id, await self._store.finish(run_id, ending))
+
+    def _ended(self, run_id: str, committed: Committed | None) -> None:
+        if committed is not None and committed.callback_pending:
             self._on_finished(run_id)
 
-    async def _steps(self, run: StartedRun, control: RunControl, state: _RunState) -> str:
+    async def _commit(
+        self, run: StartedRun, step: StepRecord, rows: list[MessageRow], state: _RunState, **kwargs: Any
+    ) -> Committed:
+        """Commit a step; a step with a ``stop_reason`` ends the run in the same transaction."""
+        ending = state.ending(step.stop_reason) if step.stop_reason is not None else None
+        committed = await self._store.commit_step(
+            run.run_id, run.agent.id, step, rows, run.blocks, ending=ending, **kwargs
+        )
+        if committed is None:
+            raise RunInterrupted("cancelled")
+        return committed
+
+    async def _steps(self, run: StartedRun, control: RunControl, state: _RunState) -> Committed | str:
+        """The steps; returns the final commit, or a stop reason still to be written (``max_steps``)."""
         request = run.request
         handle = request.get("override_model") or run.agent.model
         client, model = self._providers.resolve(handle)
@@ -118,8 +125,7 @@ class AgentLoop:
                 run.agent.context_window,
                 stop_reason=None,
             )
-            if not await self._store.commit_step(run.run_id, run.agent.id, step, rows, run.blocks):
-                raise RunInterrupted("cancelled")
+            await self._commit(run, step, rows, state)
             history.extend(results)
 
         max_steps = int(request.get("max_steps") or 50)
@@ -148,6 +154,7 @@ class AgentLoop:
                     "llm_api_error",
                     {"message": str(exc), "status_code": exc.status_code},
                 )
+                # The failed step is recorded; the run ends with llm_api_error in `execute`.
                 await self._store.commit_step(run.run_id, run.agent.id, step, [], run.blocks)
                 raise
             if state.ttft_ns is None:
@@ -163,9 +170,7 @@ class AgentLoop:
             history.append(assistant)
             if not response.tool_calls:
                 step.stop_reason = "end_turn"
-                if not await self._store.commit_step(run.run_id, run.agent.id, step, rows, run.blocks):
-                    raise RunInterrupted("cancelled")
-                return "end_turn"
+                return await self._commit(run, step, rows, state)
 
             client_calls = [c for c in response.tool_calls if c.name in client_tools]
             server_calls = [c for c in response.tool_calls if c.name not in client_tools]
@@ -206,12 +211,9 @@ class AgentLoop:
             exec_rows, results = await self._execute_calls(run, control, step.step_id, call_dicts, send_tool)
             rows.extend(exec_rows)
             history.extend(results)
-            if not await self._store.commit_step(
-                run.run_id, run.agent.id, step, rows, run.blocks, pending_approval_id=pending_id
-            ):
-                raise RunInterrupted("cancelled")
-            if step.stop_reason is not None:
-                return step.stop_reason
+            committed = await self._commit(run, step, rows, state, pending_approval_id=pending_id)
+            if committed.ended:
+                return committed
         return "max_steps"
 
     def _response_rows(
@@ -308,6 +310,9 @@ class _RunState:
     def __init__(self, t0: int) -> None:
         self.t0 = t0
         self.ttft_ns: int | None = None
+
+    def ending(self, stop_reason: str, error: str | None = None) -> Ending:
+        return Ending(stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0)
 
 
 def _call_dict(call: LLMToolCall) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.prompt import BlockState
 from agenthost.db.database import Database
@@ -55,14 +56,33 @@ class StartedRun:
     request: dict[str, Any]
     agent: AgentSnapshot
     blocks: list[BlockState]
-    history: list[MessageRow]
+    history: list[Any]  # rows with message_type, step_id, body (see agent/context.py)
     # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
     approved_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class Rejected:
+    """The run's input cannot be applied (e.g. it collides with a pending approval); already failed."""
+
     reason: str
+    committed: Committed | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a run ends: its stop reason (the status follows), an error text, and timings."""
+
+    stop_reason: str
+    error: str | None = None
+    ttft_ns: int | None = None
+    duration_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    ended: bool
+    callback_pending: bool
 
 
 @dataclass(slots=True)
@@ -91,15 +111,35 @@ class RunStore:
     async def begin(self, run_id: str) -> StartedRun | Rejected | None:
         """created → running, with the run's input messages entering the agent's history.
 
-        ``None`` when the run is no longer ``created`` (cancelled while queued, or deleted).
+        ``None`` when the run is no longer ``created`` (cancelled while queued, or deleted). This is
+        on every run's path, so it uses Core statements (no ORM identity map) and few round trips.
         """
         async with self._db.session() as session:
-            run = await session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
-            if run is None or run.status != "created":
+            claimed = (
+                await session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status == "created")
+                    .values(status="running", started_at=utcnow())
+                    .returning(RunRow.agent_id, RunRow.request)
+                )
+            ).first()
+            if claimed is None:
                 return None
-            agent = await session.scalar(
-                select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
-            )
+            agent_id, request = claimed
+            agent = (
+                await session.execute(
+                    select(
+                        AgentRow.system,
+                        AgentRow.model,
+                        AgentRow.context_window,
+                        AgentRow.max_tokens,
+                        AgentRow.tool_names,
+                        AgentRow.pending_approval_id,
+                    )
+                    .where(AgentRow.id == agent_id)
+                    .with_for_update()
+                )
+            ).first()
             if agent is None:
                 return None
             pending = None
@@ -107,48 +147,51 @@ class RunStore:
                 pending = await session.scalar(
                     select(MessageRow).where(MessageRow.id == agent.pending_approval_id)
                 )
-            inputs: list[dict[str, Any]] = run.request["inputs"]
             try:
-                rows, approved = input_rows(run, inputs, pending)
+                rows, approved = input_rows(RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending)
             except ValueError as exc:
-                return Rejected(str(exc))
-            for row in rows:
-                session.add(row)
+                ending = Ending("error", str(exc))
+                return Rejected(str(exc), await _end_run(session, run_id, ending, ("running",)))
+            await _insert_messages(session, rows)
             if pending is not None:
-                agent.pending_approval_id = None
-            run.status = "running"
-            run.started_at = utcnow()
-            await session.flush()
-            history = list(
-                (
-                    await session.scalars(
-                        select(MessageRow).where(MessageRow.agent_id == agent.id).order_by(MessageRow.seq)
-                    )
-                ).all()
-            )
+                await session.execute(
+                    update(AgentRow).where(AgentRow.id == agent_id).values(pending_approval_id=None)
+                )
+            history = (
+                await session.execute(
+                    select(MessageRow.message_type, MessageRow.step_id, MessageRow.body)
+                    .where(MessageRow.agent_id == agent_id)
+                    .order_by(MessageRow.seq)
+                )
+            ).all()
             blocks = (
-                await session.scalars(
-                    select(BlockRow)
+                await session.execute(
+                    select(
+                        BlockRow.id,
+                        BlockRow.label,
+                        BlockRow.value,
+                        BlockRow.limit,
+                        BlockRow.description,
+                        BlockRow.read_only,
+                    )
                     .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
-                    .where(AgentBlockRow.agent_id == agent.id)
+                    .where(AgentBlockRow.agent_id == agent_id)
                     .order_by(AgentBlockRow.position, BlockRow.seq)
                 )
             ).all()
             return StartedRun(
-                run_id=run.id,
-                request=run.request,
+                run_id=run_id,
+                request=request,
                 agent=AgentSnapshot(
-                    id=agent.id,
+                    id=agent_id,
                     system=agent.system,
                     model=agent.model,
                     context_window=agent.context_window,
                     max_tokens=agent.max_tokens,
                     tool_names=list(agent.tool_names),
                 ),
-                blocks=[
-                    BlockState(b.id, b.label, b.value, b.limit, b.description, b.read_only) for b in blocks
-                ],
-                history=history,
+                blocks=[BlockState(*b) for b in blocks],
+                history=list(history),
                 approved_calls=approved,
             )
 
@@ -161,37 +204,28 @@ class RunStore:
         blocks: list[BlockState],
         *,
         pending_approval_id: str | None = None,
-    ) -> bool:
-        """A step's row, messages and memory edits, atomically; False if the run is no longer running."""
+        ending: Ending | None = None,
+    ) -> Committed | None:
+        """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
+        too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
+        """
         async with self._db.session() as session:
-            fenced = await session.execute(
-                update(RunRow).where(RunRow.id == run_id, RunRow.status == "running").values(status="running")
-            )
-            if fenced.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            session.add(
-                StepRow(
-                    id=step.step_id,
-                    run_id=run_id,
-                    agent_id=agent_id,
-                    model=step.model,
-                    model_handle=step.model_handle,
-                    provider_name=step.provider_name,
-                    model_endpoint=step.model_endpoint,
-                    context_window_limit=step.context_window,
-                    prompt_tokens=step.prompt_tokens,
-                    completion_tokens=step.completion_tokens,
-                    total_tokens=step.total_tokens,
-                    cached_input_tokens=step.cached_input_tokens,
-                    reasoning_tokens=step.reasoning_tokens,
-                    status=step.status,
-                    stop_reason=step.stop_reason,
-                    error_type=step.error_type,
-                    error_data=step.error_data,
+            if ending is None:
+                fenced = await session.execute(
+                    update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status == "running")
+                    .values(status="running")
                 )
-            )
-            for message in messages:
-                session.add(message)
+                if fenced.rowcount != 1:  # type: ignore[attr-defined]
+                    return None
+                committed = Committed(ended=False, callback_pending=False)
+            else:
+                ended = await _end_run(session, run_id, ending, ("running",))
+                if ended is None:
+                    return None
+                committed = ended
+            await session.execute(insert(StepRow), [_step_values(run_id, agent_id, step)])
+            await _insert_messages(session, messages)
             for block in blocks:
                 if block.changed:
                     await session.execute(
@@ -206,42 +240,14 @@ class RunStore:
                     .where(AgentRow.id == agent_id)
                     .values(pending_approval_id=pending_approval_id)
                 )
-            return True
+            return committed
 
     async def finish(
-        self,
-        run_id: str,
-        stop_reason: str,
-        *,
-        error: str | None = None,
-        ttft_ns: int | None = None,
-        duration_ns: int | None = None,
-        from_statuses: tuple[str, ...] = ("running",),
-    ) -> bool:
-        """running → terminal. Returns False (writing nothing) when someone else ended the run first."""
-        status = status_for(stop_reason)
-        now = utcnow()
+        self, run_id: str, ending: Ending, *, from_statuses: tuple[str, ...] = ("running",)
+    ) -> Committed | None:
+        """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
         async with self._db.session() as session:
-            run = await session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
-            if run is None or run.status not in from_statuses:
-                return False
-            run.status = status
-            run.stop_reason = stop_reason
-            run.completed_at = now
-            run.ttft_ns = ttft_ns
-            run.total_duration_ns = duration_ns
-            if error is not None:
-                run.metadata_ = {**(run.metadata_ or {}), "error": error}
-            run.callback_pending = run.callback_url is not None
-            duration_ms = duration_ns // 1_000_000 if duration_ns is not None else None
-            await session.execute(
-                update(AgentRow)
-                .where(AgentRow.id == run.agent_id)
-                .values(
-                    last_run_completion=now, last_run_duration_ms=duration_ms, last_stop_reason=stop_reason
-                )
-            )
-            return True
+            return await _end_run(session, run_id, ending, from_statuses)
 
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int
@@ -274,6 +280,84 @@ class RunStore:
                 if len(found) >= limit:
                     break
             return found
+
+
+async def _end_run(
+    session: AsyncSession, run_id: str, ending: Ending, from_statuses: tuple[str, ...]
+) -> Committed | None:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": status_for(ending.stop_reason),
+        "stop_reason": ending.stop_reason,
+        "completed_at": now,
+        "ttft_ns": ending.ttft_ns,
+        "total_duration_ns": ending.duration_ns,
+        "callback_pending": RunRow.callback_url.is_not(None),
+    }
+    if ending.error is not None:
+        # Run metadata holds only what the server records (the API takes none on create).
+        values["metadata_"] = {"error": ending.error}
+    ended = (
+        await session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.status.in_(from_statuses))
+            .values(**values)
+            .returning(RunRow.agent_id, RunRow.callback_pending)
+        )
+    ).first()
+    if ended is None:
+        return None
+    duration_ms = ending.duration_ns // 1_000_000 if ending.duration_ns is not None else None
+    await session.execute(
+        update(AgentRow)
+        .where(AgentRow.id == ended.agent_id)
+        .values(
+            last_run_completion=now, last_run_duration_ms=duration_ms, last_stop_reason=ending.stop_reason
+        )
+    )
+    return Committed(ended=True, callback_pending=bool(ended.callback_pending))
+
+
+_MESSAGE_COLUMNS = (
+    "id",
+    "agent_id",
+    "run_id",
+    "step_id",
+    "message_type",
+    "otid",
+    "body",
+    "is_err",
+    "created_at",
+)
+
+
+async def _insert_messages(session: AsyncSession, rows: list[MessageRow]) -> None:
+    if rows:
+        values = [{c: getattr(r, c) for c in _MESSAGE_COLUMNS} for r in rows]
+        await session.execute(insert(MessageRow), values)
+
+
+def _step_values(run_id: str, agent_id: str, step: StepRecord) -> dict[str, Any]:
+    return {
+        "id": step.step_id,
+        "run_id": run_id,
+        "agent_id": agent_id,
+        "model": step.model,
+        "model_handle": step.model_handle,
+        "provider_name": step.provider_name,
+        "model_endpoint": step.model_endpoint,
+        "context_window_limit": step.context_window,
+        "prompt_tokens": step.prompt_tokens,
+        "completion_tokens": step.completion_tokens,
+        "total_tokens": step.total_tokens,
+        "cached_input_tokens": step.cached_input_tokens,
+        "reasoning_tokens": step.reasoning_tokens,
+        "status": step.status,
+        "stop_reason": step.stop_reason,
+        "error_type": step.error_type,
+        "error_data": step.error_data,
+        "created_at": utcnow(),
+    }
 
 
 def _text() -> Any:

@@ -42,17 +42,26 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {}
+        # Every session ends in an explicit commit or rollback, so the pool's reset-on-return rollback
+        # would be one more round trip per transaction for nothing.
+        kwargs: dict[str, Any] = {"pool_reset_on_return": None}
         if self.is_sqlite:
-            # One connection: SQLite has a single writer, and queueing on our pool is cheaper and
+            # One writer connection: SQLite has a single writer, and queueing on our pool is cheaper and
             # fairer than retrying on SQLITE_BUSY. Transactions are short (never held across an LLM call).
             kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.read_engine = self.engine
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # WAL readers never block the writer nor wait for it: reads get connections of their own.
+            self.read_engine = create_async_engine(
+                url, pool_reset_on_return=None, pool_size=4, max_overflow=0, pool_timeout=60
+            )
+            event.listen(self.read_engine.sync_engine, "connect", _sqlite_read_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
         self._lock_fd: int | None = None
         self._lock_conn: AsyncConnection | None = None
 
@@ -60,6 +69,12 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A unit of work: commits on success, rolls back on error."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work (on SQLite, on a reader connection that never waits for the writer)."""
+        async with self._read_sessions() as session, session.begin():
             yield session
 
     async def acquire_engine_lock(self, data_dir: Path) -> None:
@@ -100,6 +115,8 @@ class Database:
             await self._lock_conn.close()
             self._lock_conn = None
         await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -128,6 +145,13 @@ def _upgrade(connection: Connection) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, "head")
+
+
+def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA query_only=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

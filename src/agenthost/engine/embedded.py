@@ -126,7 +126,7 @@ class EmbeddedEngine(RunEngine):
                 future.set_result(None)
 
     async def _is_terminal(self, run_id: str) -> bool:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             status = await session.scalar(select(RunRow.status).where(RunRow.id == run_id))
         return status is None or status in ("completed", "failed", "cancelled")
 

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall
 
@@ -59,7 +60,9 @@ class OpenAICompatClient(LLMClient):
         attempt = 0
         while True:
             try:
-                completion = await self._client.chat.completions.create(**kwargs)
+                # `post` rather than `chat.completions.create`: the latter walks every message of the
+                # request through the SDK's TypedDict transform, a cost that grows with the history.
+                completion = await self._client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
                 return _to_response(completion)
             except openai.APIStatusError as exc:
                 error = LLMError(

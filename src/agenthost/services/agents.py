@@ -133,7 +133,7 @@ class AgentService:
             return await self._state(session, row, ALL_INCLUDES)
 
     async def retrieve(self, agent_id: str, include: Sequence[str]) -> AgentState:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             row = await get_agent_row(session, agent_id)
             return await self._state(session, row, include)
 
@@ -167,7 +167,7 @@ class AgentService:
             if match_all_tags:
                 tagged = tagged.having(func.count() == len(set(tags)))
             stmt = stmt.where(AgentRow.id.in_(tagged))
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             rows = await paginate(session, AgentRow, stmt, page)
             return [await self._state(session, row, include) for row in rows]
 

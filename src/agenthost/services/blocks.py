@@ -18,7 +18,7 @@ class BlockService:
         self._db = db
 
     async def list_for_agent(self, agent_id: str, page: Page) -> list[Block]:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             await get_agent_row(session, agent_id)
             stmt = (
                 select(BlockRow)
@@ -28,7 +28,7 @@ class BlockService:
             return [block_view(b) for b in await paginate(session, BlockRow, stmt, page)]
 
     async def retrieve(self, agent_id: str, label: str) -> Block:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             return block_view(await self._by_label(agent_id, label, session))
 
     async def update(self, agent_id: str, label: str, body: BlockUpdate) -> Block:

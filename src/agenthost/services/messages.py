@@ -36,7 +36,7 @@ class MessageService:
             stmt = stmt.where(MessageRow.message_type.in_(sorted(kinds)))
         if include_err is False:
             stmt = stmt.where(MessageRow.is_err.is_(False))
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             await get_agent_row(session, agent_id)
             rows = await paginate(session, MessageRow, stmt, page)
         return message_views(

@@ -105,7 +105,7 @@ class RunService:
         """The synchronous route: the same durable run, awaited."""
         run = await self.create(agent_id, body, background=False)
         await self._engine.wait(run.id)
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             row = await self._get(session, run.id)
             return await run_result(session, row)
 
@@ -169,7 +169,7 @@ class RunService:
     # -- reading -----------------------------------------------------------------------------
 
     async def retrieve(self, run_id: str) -> Run:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             return run_view(await self._get(session, run_id))
 
     async def list_runs(
@@ -196,11 +196,11 @@ class RunService:
             stmt = stmt.where(RunRow.background.is_(background))
         if conversation_id is not None:
             stmt = stmt.where(RunRow.conversation_id == conversation_id)
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             return [run_view(r) for r in await paginate(session, RunRow, stmt, page)]
 
     async def messages(self, run_id: str, page: Page) -> list[dict[str, Any]]:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             run = await self._get(session, run_id)
             rows = await paginate(
                 session, MessageRow, select(MessageRow).where(MessageRow.run_id == run_id), page
@@ -208,7 +208,7 @@ class RunService:
             return message_views(rows, **view_options(run))
 
     async def usage(self, run_id: str) -> RunUsage:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             await self._get(session, run_id)
             prompt, completion, total, _ = await run_usage(session, run_id)
             cached = await session.scalar(
@@ -224,7 +224,7 @@ class RunService:
         )
 
     async def steps(self, run_id: str, page: Page) -> list[Step]:
-        async with self._db.session() as session:
+        async with self._db.read_session() as session:
             await self._get(session, run_id)
             rows = await paginate(session, StepRow, select(StepRow).where(StepRow.run_id == run_id), page)
             return [step_view(r) for r in rows]
