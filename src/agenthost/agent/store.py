@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.agent.prompt import BlockState
 from agenthost.db.database import Database
@@ -59,6 +59,13 @@ class StartedRun:
     history: list[Any]  # rows with message_type, step_id, body (see agent/context.py)
     # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
     approved_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PendingRequest(Protocol):
+    """The pending approval_request_message (an ORM row or a Core row with these columns)."""
+
+    id: str
+    body: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -111,74 +118,30 @@ class RunStore:
     async def begin(self, run_id: str) -> StartedRun | Rejected | None:
         """created → running, with the run's input messages entering the agent's history.
 
-        ``None`` when the run is no longer ``created`` (cancelled while queued, or deleted). This is
-        on every run's path, so it uses Core statements (no ORM identity map) and few round trips.
+        ``None`` when the run is no longer ``created`` (cancelled while queued, or deleted). This and
+        ``commit_step`` are on every run's path: prepared Core statements on a bare connection.
         """
-        async with self._db.session() as session:
-            claimed = (
-                await session.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.status == "created")
-                    .values(status="running", started_at=utcnow())
-                    .returning(RunRow.agent_id, RunRow.request)
-                )
-            ).first()
+        async with self._db.transaction() as conn:
+            claimed = (await conn.execute(_CLAIM, {"rid": run_id, "now": utcnow()})).first()
             if claimed is None:
                 return None
             agent_id, request = claimed
-            agent = (
-                await session.execute(
-                    select(
-                        AgentRow.system,
-                        AgentRow.model,
-                        AgentRow.context_window,
-                        AgentRow.max_tokens,
-                        AgentRow.tool_names,
-                        AgentRow.pending_approval_id,
-                    )
-                    .where(AgentRow.id == agent_id)
-                    .with_for_update()
-                )
-            ).first()
+            agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
             pending = None
             if agent.pending_approval_id is not None:
-                pending = await session.scalar(
-                    select(MessageRow).where(MessageRow.id == agent.pending_approval_id)
-                )
+                pending = (await conn.execute(_PENDING, {"mid": agent.pending_approval_id})).first()
             try:
                 rows, approved = input_rows(RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending)
             except ValueError as exc:
                 ending = Ending("error", str(exc))
-                return Rejected(str(exc), await _end_run(session, run_id, ending, ("running",)))
-            await _insert_messages(session, rows)
+                return Rejected(str(exc), await _end_run(conn, run_id, ending, ("running",)))
+            await _insert_messages(conn, rows)
             if pending is not None:
-                await session.execute(
-                    update(AgentRow).where(AgentRow.id == agent_id).values(pending_approval_id=None)
-                )
-            history = (
-                await session.execute(
-                    select(MessageRow.message_type, MessageRow.step_id, MessageRow.body)
-                    .where(MessageRow.agent_id == agent_id)
-                    .order_by(MessageRow.seq)
-                )
-            ).all()
-            blocks = (
-                await session.execute(
-                    select(
-                        BlockRow.id,
-                        BlockRow.label,
-                        BlockRow.value,
-                        BlockRow.limit,
-                        BlockRow.description,
-                        BlockRow.read_only,
-                    )
-                    .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
-                    .where(AgentBlockRow.agent_id == agent_id)
-                    .order_by(AgentBlockRow.position, BlockRow.seq)
-                )
-            ).all()
+                await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
+            history = (await conn.execute(_HISTORY, {"aid": agent_id})).all()
+            blocks = (await conn.execute(_BLOCKS, {"aid": agent_id})).all()
             return StartedRun(
                 run_id=run_id,
                 request=request,
@@ -209,45 +172,33 @@ class RunStore:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
         """
-        async with self._db.session() as session:
+        async with self._db.transaction() as conn:
             if ending is None:
-                fenced = await session.execute(
-                    update(RunRow)
-                    .where(RunRow.id == run_id, RunRow.status == "running")
-                    .values(status="running")
-                )
-                if fenced.rowcount != 1:  # type: ignore[attr-defined]
+                fenced = await conn.execute(_FENCE, {"rid": run_id})
+                if fenced.rowcount != 1:
                     return None
                 committed = Committed(ended=False, callback_pending=False)
             else:
-                ended = await _end_run(session, run_id, ending, ("running",))
+                ended = await _end_run(conn, run_id, ending, ("running",))
                 if ended is None:
                     return None
                 committed = ended
-            await session.execute(insert(StepRow), [_step_values(run_id, agent_id, step)])
-            await _insert_messages(session, messages)
+            await conn.execute(_INSERT_STEP, [_step_values(run_id, agent_id, step)])
+            await _insert_messages(conn, messages)
             for block in blocks:
                 if block.changed:
-                    await session.execute(
-                        update(BlockRow)
-                        .where(BlockRow.id == block.id)
-                        .values(value=block.value, updated_at=utcnow())
-                    )
+                    await conn.execute(_SET_BLOCK, {"bid": block.id, "val": block.value, "now": utcnow()})
                     block.changed = False
             if pending_approval_id is not None:
-                await session.execute(
-                    update(AgentRow)
-                    .where(AgentRow.id == agent_id)
-                    .values(pending_approval_id=pending_approval_id)
-                )
+                await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": pending_approval_id})
             return committed
 
     async def finish(
         self, run_id: str, ending: Ending, *, from_statuses: tuple[str, ...] = ("running",)
     ) -> Committed | None:
         """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
-        async with self._db.session() as session:
-            return await _end_run(session, run_id, ending, from_statuses)
+        async with self._db.transaction() as conn:
+            return await _end_run(conn, run_id, ending, from_statuses)
 
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int
@@ -282,38 +233,91 @@ class RunStore:
             return found
 
 
+# Prepared once: building and cache-keying a statement per call was a large part of a run's CPU.
+_CLAIM = (
+    update(RunRow)
+    .where(RunRow.id == bindparam("rid"), RunRow.status == "created")
+    .values(status="running", started_at=bindparam("now"))
+    .returning(RunRow.agent_id, RunRow.request)
+)
+_AGENT = (
+    select(
+        AgentRow.system,
+        AgentRow.model,
+        AgentRow.context_window,
+        AgentRow.max_tokens,
+        AgentRow.tool_names,
+        AgentRow.pending_approval_id,
+    )
+    .where(AgentRow.id == bindparam("aid"))
+    .with_for_update()
+)
+_PENDING = select(MessageRow.id, MessageRow.run_id, MessageRow.body).where(MessageRow.id == bindparam("mid"))
+_HISTORY = (
+    select(MessageRow.message_type, MessageRow.step_id, MessageRow.body)
+    .where(MessageRow.agent_id == bindparam("aid"))
+    .order_by(MessageRow.seq)
+)
+_BLOCKS = (
+    select(
+        BlockRow.id, BlockRow.label, BlockRow.value, BlockRow.limit, BlockRow.description, BlockRow.read_only
+    )
+    .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
+    .where(AgentBlockRow.agent_id == bindparam("aid"))
+    .order_by(AgentBlockRow.position, BlockRow.seq)
+)
+_FENCE = (
+    update(RunRow).where(RunRow.id == bindparam("rid"), RunRow.status == "running").values(status="running")
+)
+_SET_PENDING = (
+    update(AgentRow).where(AgentRow.id == bindparam("aid")).values(pending_approval_id=bindparam("pid"))
+)
+_SET_BLOCK = (
+    update(BlockRow)
+    .where(BlockRow.id == bindparam("bid"))
+    .values(value=bindparam("val"), updated_at=bindparam("now"))
+)
+_AGENT_LAST_RUN = (
+    update(AgentRow)
+    .where(AgentRow.id == bindparam("aid"))
+    .values(
+        last_run_completion=bindparam("now"),
+        last_run_duration_ms=bindparam("ms"),
+        last_stop_reason=bindparam("sr"),
+    )
+)
+_INSERT_STEP = insert(StepRow)
+_INSERT_MESSAGES = insert(MessageRow)
+
+
 async def _end_run(
-    session: AsyncSession, run_id: str, ending: Ending, from_statuses: tuple[str, ...]
+    conn: AsyncConnection, run_id: str, ending: Ending, from_statuses: tuple[str, ...]
 ) -> Committed | None:
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": status_for(ending.stop_reason),
-        "stop_reason": ending.stop_reason,
-        "completed_at": now,
-        "ttft_ns": ending.ttft_ns,
-        "total_duration_ns": ending.duration_ns,
-        "callback_pending": RunRow.callback_url.is_not(None),
+    values: dict[Any, Any] = {
+        RunRow.status: status_for(ending.stop_reason),
+        RunRow.stop_reason: ending.stop_reason,
+        RunRow.completed_at: now,
+        RunRow.ttft_ns: ending.ttft_ns,
+        RunRow.total_duration_ns: ending.duration_ns,
+        RunRow.callback_pending: RunRow.callback_url.is_not(None),
     }
     if ending.error is not None:
         # Run metadata holds only what the server records (the API takes none on create).
-        values["metadata_"] = {"error": ending.error}
+        values[RunRow.metadata_] = {"error": ending.error}
     ended = (
-        await session.execute(
+        await conn.execute(
             update(RunRow)
             .where(RunRow.id == run_id, RunRow.status.in_(from_statuses))
-            .values(**values)
+            .values(values)
             .returning(RunRow.agent_id, RunRow.callback_pending)
         )
     ).first()
     if ended is None:
         return None
     duration_ms = ending.duration_ns // 1_000_000 if ending.duration_ns is not None else None
-    await session.execute(
-        update(AgentRow)
-        .where(AgentRow.id == ended.agent_id)
-        .values(
-            last_run_completion=now, last_run_duration_ms=duration_ms, last_stop_reason=ending.stop_reason
-        )
+    await conn.execute(
+        _AGENT_LAST_RUN, {"aid": ended.agent_id, "now": now, "ms": duration_ms, "sr": ending.stop_reason}
     )
     return Committed(ended=True, callback_pending=bool(ended.callback_pending))
 
@@ -331,10 +335,9 @@ _MESSAGE_COLUMNS = (
 )
 
 
-async def _insert_messages(session: AsyncSession, rows: list[MessageRow]) -> None:
+async def _insert_messages(conn: AsyncConnection, rows: list[MessageRow]) -> None:
     if rows:
-        values = [{c: getattr(r, c) for c in _MESSAGE_COLUMNS} for r in rows]
-        await session.execute(insert(MessageRow), values)
+        await conn.execute(_INSERT_MESSAGES, [{c: getattr(r, c) for c in _MESSAGE_COLUMNS} for r in rows])
 
 
 def _step_values(run_id: str, agent_id: str, step: StepRecord) -> dict[str, Any]:
@@ -405,7 +408,7 @@ def new_message(
 
 
 def input_rows(
-    run: RunRow, inputs: list[dict[str, Any]], pending: MessageRow | None
+    run: RunRow, inputs: list[dict[str, Any]], pending: PendingRequest | None
 ) -> tuple[list[MessageRow], list[dict[str, Any]]]:
     """The rows a run's input becomes, checked against the agent's pending approval (if any)."""
     rows: list[MessageRow] = []

@@ -72,6 +72,12 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work on a bare connection (Core only): the run engine's hot path, without the ORM."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def read_session(self) -> AsyncIterator[AsyncSession]:
         """A read-only unit of work (on SQLite, on a reader connection that never waits for the writer)."""
         async with self._read_sessions() as session, session.begin():
