@@ -68,11 +68,11 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The async SQLAlchemy URL: asyncpg for PostgreSQL, aiosqlite for the embedded default."""
         if self.database_url is None:
-            return f"sqlite+aiosqlite:///{self.data_dir / 'agenthost.db'}"
+            return f"sqlite+agenthost_aiosqlite:///{self.data_dir / 'agenthost.db'}"
         url = self.database_url
         for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url[len(prefix) :]
-        if url.startswith("sqlite"):
-            return url.replace("sqlite://", "sqlite+aiosqlite://", 1) if "+aiosqlite" not in url else url
+        if url.startswith("sqlite://"):
+            return url.replace("sqlite://", "sqlite+agenthost_aiosqlite://", 1)
         return url

@@ -33,7 +33,7 @@ def test_own_prefix_and_sqlite_default(monkeypatch: pytest.MonkeyPatch, tmp_path
     settings = Settings()
     assert settings.max_concurrent_runs == 3
     assert not settings.is_postgres
-    assert settings.sqlalchemy_url() == f"sqlite+aiosqlite:///{tmp_path / 'agenthost.db'}"
+    assert settings.sqlalchemy_url() == f"sqlite+agenthost_aiosqlite:///{tmp_path / 'agenthost.db'}"
 
 
 def test_secrets_do_not_leak_into_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from agenthost.db import sqlite_driver  # noqa: F401 - registers sqlite+agenthost_aiosqlite
 from agenthost.errors import AgentHostError
 
 log = logging.getLogger(__name__)
