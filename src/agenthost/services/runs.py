@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,8 @@ from agenthost.services.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views, run_view, step_view
 
 ACTIVE = ("created", "running")
+_AGENT_STATE = select(AgentRow.id, AgentRow.pending_approval_id).where(AgentRow.id == bindparam("aid"))
+_RUN_COLUMNS = [c for c in RunRow.__mapper__.column_attrs if c.key != "seq"]
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 
 
@@ -70,12 +72,16 @@ class RunService:
         }
         try:
             async with self._db.session() as session:
-                agent = await get_agent_row(session, agent_id)
+                agent = (await session.execute(_AGENT_STATE, {"aid": agent_id})).first()
+                if agent is None:
+                    raise NotFound(f"agent '{agent_id}' not found")
                 if otids:
                     earlier = await self._replay(session, agent_id, otids)
                     if earlier is not None:
                         return run_view(earlier)
-                await self._check_approval_state(session, agent, inputs)
+                await self._check_approval_state(session, agent_id, agent.pending_approval_id, inputs)
+                # Built here and inserted with Core: the view needs no read-back, and the ORM unit of
+                # work would cost more than the insert on this hot path.
                 run = RunRow(
                     id=new_id("run"),
                     agent_id=agent_id,
@@ -86,10 +92,13 @@ class RunService:
                     callback_url=callback_url,
                     created_at=utcnow(),
                 )
-                session.add(run)
-                await session.flush()
-                for otid in otids:
-                    session.add(RunKeyRow(agent_id=agent_id, otid=otid, run_id=run.id))
+                values = {c.columns[0]: getattr(run, c.key) for c in _RUN_COLUMNS}
+                await session.execute(
+                    insert(RunRow).values({k: v for k, v in values.items() if v is not None})
+                )
+                if otids:
+                    keys = [{"agent_id": agent_id, "otid": o, "run_id": run.id} for o in otids]
+                    await session.execute(insert(RunKeyRow), keys)
                 view = run_view(run)
         except IntegrityError:
             # A concurrent request with the same otids won the race: answer with its run.
@@ -139,32 +148,30 @@ class RunService:
         return run
 
     async def _check_approval_state(
-        self, session: AsyncSession, agent: AgentRow, inputs: list[dict[str, Any]]
+        self, session: AsyncSession, agent_id: str, pending_id: str | None, inputs: list[dict[str, Any]]
     ) -> None:
         answers = any(m.get("type") in ("approval", "tool_return") for m in inputs)
         pending = None
-        if agent.pending_approval_id is not None:
-            pending = await session.scalar(
-                select(MessageRow).where(MessageRow.id == agent.pending_approval_id)
-            )
+        if pending_id is not None:
+            pending = await session.scalar(select(MessageRow).where(MessageRow.id == pending_id))
         if pending is not None and not answers:
             raise PendingApproval(
-                f"agent '{agent.id}' is waiting for an answer to approval request '{pending.id}'; "
+                f"agent '{agent_id}' is waiting for an answer to approval request '{pending.id}'; "
                 "send an approval (or the tool returns), or cancel the pending request",
                 extra={"pending_request_id": pending.id},
             )
         if pending is not None:
-            probe = RunRow(id="run-probe", agent_id=agent.id)
+            probe = RunRow(id="run-probe", agent_id=agent_id)
             try:
                 input_rows(probe, inputs, pending)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
         elif answers:
             active = await session.scalar(
-                select(RunRow.id).where(RunRow.agent_id == agent.id, RunRow.status.in_(ACTIVE)).limit(1)
+                select(RunRow.id).where(RunRow.agent_id == agent_id, RunRow.status.in_(ACTIVE)).limit(1)
             )
             if active is None:
-                raise InvalidArgument(f"agent '{agent.id}' has no pending approval request to answer")
+                raise InvalidArgument(f"agent '{agent_id}' has no pending approval request to answer")
 
     # -- reading -----------------------------------------------------------------------------
 
