@@ -6,6 +6,8 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
 
 from agenthost.container import Container
 from agenthost.errors import AgentHostError
@@ -24,6 +26,15 @@ def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def json_response(model: BaseModel) -> Response:
+    """Serialise a wire model ourselves on the hottest routes (create_async, run polling).
+
+    The model was validated when it was built; FastAPI would validate and serialise it a second time
+    for ``response_model``, which is kept on the route for the OpenAPI document.
+    """
+    return Response(content=model.model_dump_json(), media_type="application/json")
 
 
 def require_password(request: Request) -> None:

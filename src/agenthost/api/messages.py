@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from agenthost.api.deps import ContainerDep, page_params
+from agenthost.api.deps import ContainerDep, json_response, page_params
 from agenthost.api.sse import sse_from_result
 from agenthost.errors import InvalidArgument
 from agenthost.schemas.common import MessageType
@@ -56,9 +56,10 @@ async def create_message(
 
 
 @router.post("/async", response_model=Run)
-async def create_message_async(agent_id: str, body: MessageCreateAsync, container: ContainerDep) -> Run:
+async def create_message_async(agent_id: str, body: MessageCreateAsync, container: ContainerDep) -> Response:
     """Commit the run and answer at once; the engine executes it (per-agent FIFO)."""
-    return await container.runs.create(agent_id, body, background=True, callback_url=body.callback_url)
+    run = await container.runs.create(agent_id, body, background=True, callback_url=body.callback_url)
+    return json_response(run)
 
 
 @router.post("/cancel")

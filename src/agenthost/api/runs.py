@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
-from agenthost.api.deps import ContainerDep, page_params
+from agenthost.api.deps import ContainerDep, json_response, page_params
 from agenthost.schemas.common import StopReason
 from agenthost.schemas.runs import Run, RunUsage, Step
 from agenthost.services.pagination import Page
@@ -39,8 +40,8 @@ async def list_runs(
 
 
 @router.get("/{run_id}", response_model=Run)
-async def retrieve_run(run_id: str, container: ContainerDep) -> Run:
-    return await container.runs.retrieve(run_id)
+async def retrieve_run(run_id: str, container: ContainerDep) -> Response:
+    return json_response(await container.runs.retrieve(run_id))
 
 
 @router.delete("/{run_id}")
