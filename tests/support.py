@@ -21,14 +21,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import uvicorn
-from letta_client import AsyncLetta, Letta
+from letta_client import APIStatusError, AsyncLetta, Letta
 from letta_client.types.agents.run import Run
 
 from agenthost.app import create_app
 from agenthost.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 TERMINAL = ("completed", "failed", "cancelled")
 T = TypeVar("T")
 
@@ -74,6 +76,15 @@ async def async_wait_for_run(client: AsyncLetta, run_id: str, *, within_s: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within_s}s waiting for run {run_id}")
         await asyncio.sleep(0.01)
+
+
+def api_error(call: Callable[[], object], status: int) -> dict[str, Any]:
+    """Run an SDK call that must fail with ``status``; return its JSON body."""
+    with pytest.raises(APIStatusError) as info:
+        call()
+    assert info.value.status_code == status, info.value.body
+    assert isinstance(info.value.body, dict)
+    return info.value.body
 
 
 def unique_model() -> str:

@@ -9,22 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
-from letta_client import APIStatusError, Letta, NotFoundError, UnprocessableEntityError
+from letta_client import Letta, NotFoundError, UnprocessableEntityError
 from letta_client.types import AgentState
 from tests.fakes.fake_llm import FakeLLM, Hang, Text
-from tests.support import ThreadServer, wait_for_run
+from tests.support import UUID4, ThreadServer, api_error, wait_for_run
 
-UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 MISSING_AGENT = f"agent-{uuid.uuid4()}"
-
-
-def _error(call: Any, status: int) -> dict[str, Any]:
-    """Run an SDK call that must fail with ``status``; return its JSON body."""
-    with pytest.raises(APIStatusError) as info:
-        call()
-    assert info.value.status_code == status, info.value.body
-    assert isinstance(info.value.body, dict)
-    return info.value.body
 
 
 def _locs(body: dict[str, Any]) -> list[list[Any]]:
@@ -71,19 +61,19 @@ def test_create_defaults(server: ThreadServer, handle: str) -> None:
 
 def test_create_rejects_bad_agent_type_and_models(server: ThreadServer, handle: str) -> None:
     client = server.client()
-    body = _error(lambda: client.agents.create(model=handle, agent_type="memgpt_agent"), 422)
+    body = api_error(lambda: client.agents.create(model=handle, agent_type="memgpt_agent"), 422)
     assert "memgpt_agent" in body["detail"] and "letta_v1_agent" in body["detail"]
     assert ["body", "agent_type"] in _locs(body)
 
-    body = _error(lambda: client.agents.create(model="nope/some-model"), 422)
+    body = api_error(lambda: client.agents.create(model="nope/some-model"), 422)
     assert "unknown model provider 'nope'" in body["detail"]
     assert ["body", "model"] in _locs(body)
 
-    body = _error(lambda: client.agents.create(name="no-model"), 422)
+    body = api_error(lambda: client.agents.create(name="no-model"), 422)
     assert "model is required" in body["detail"]
     assert ["body", "model"] in _locs(body)
 
-    body = _error(lambda: client.agents.create(model="no-slash"), 422)
+    body = api_error(lambda: client.agents.create(model="no-slash"), 422)
     assert "provider/model" in body["detail"]
 
 
@@ -161,7 +151,7 @@ def test_list_cursor_pagination(server: ThreadServer, handle: str) -> None:
     walked_back = [a.id for a in client.agents.list(tags=[tag], limit=2, order="asc", before=ids[6])]
     assert len(walked_back) == len(set(walked_back)) and set(walked_back) == set(ids[:6])
 
-    body = _error(lambda: client.agents.list(tags=[tag], after=MISSING_AGENT), 404)
+    body = api_error(lambda: client.agents.list(tags=[tag], after=MISSING_AGENT), 404)
     assert MISSING_AGENT in body["detail"]
 
 
@@ -205,9 +195,9 @@ def test_update_fields(server: ThreadServer, fake_llm: FakeLLM, model: str, hand
     [request] = fake_llm.requests(other_model)
     assert request["messages"][0]["content"].startswith("New system prompt.")
 
-    body = _error(lambda: client.agents.update(agent.id, model="nope/x"), 422)
+    body = api_error(lambda: client.agents.update(agent.id, model="nope/x"), 422)
     assert "nope" in body["detail"] and ["body", "model"] in _locs(body)
-    body = _error(lambda: client.agents.update(agent.id, name=""), 422)
+    body = api_error(lambda: client.agents.update(agent.id, name=""), 422)
     assert ["body", "name"] in _locs(body)
     assert client.agents.retrieve(agent.id).model == f"openai/{other_model}"
 
@@ -218,10 +208,10 @@ def test_delete(server: ThreadServer, handle: str) -> None:
         model=handle, name=f"gone-{uuid.uuid4().hex[:10]}", memory_blocks=[{"label": "human", "value": "x"}]
     )
     client.agents.delete(agent.id)
-    body = _error(lambda: client.agents.retrieve(agent.id), 404)
+    body = api_error(lambda: client.agents.retrieve(agent.id), 404)
     assert agent.id in body["detail"]
-    _error(lambda: client.agents.blocks.list(agent.id), 404)
-    _error(lambda: client.agents.delete(agent.id), 404)
+    api_error(lambda: client.agents.blocks.list(agent.id), 404)
+    api_error(lambda: client.agents.delete(agent.id), 404)
     assert client.agents.list(name=agent.name).items == []
 
 
@@ -238,8 +228,8 @@ def test_delete_cancels_a_live_run_first(
     fake_llm.wait_for_requests(model, 1)
 
     client.agents.delete(doomed.id)
-    _error(lambda: client.runs.retrieve(slow.id), 404)
-    _error(lambda: client.agents.retrieve(doomed.id), 404)
+    api_error(lambda: client.runs.retrieve(slow.id), 404)
+    api_error(lambda: client.agents.retrieve(doomed.id), 404)
 
     survivor = client.agents.create(model=handle)
     fake_llm.script(model, Text("still alive"))

@@ -7,20 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
-from letta_client import APIStatusError, Letta
+from letta_client import Letta
 from letta_client.types import AgentState
 from tests.fakes.fake_llm import FakeLLM, Text, ToolCall
-from tests.support import ThreadServer, wait_for_run
-
-UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-
-
-def _error(call: Any, status: int) -> dict[str, Any]:
-    with pytest.raises(APIStatusError) as info:
-        call()
-    assert info.value.status_code == status, info.value.body
-    assert isinstance(info.value.body, dict)
-    return info.value.body
+from tests.support import UUID4, ThreadServer, api_error, wait_for_run
 
 
 def _agent(client: Letta, handle: str, human: str = "Name: Ann\nLikes: tea", limit: int = 200) -> AgentState:
@@ -88,15 +78,15 @@ def test_update_by_label_reaches_the_next_prompt(
 def test_update_over_the_limit_is_rejected(server: ThreadServer, handle: str) -> None:
     client = server.client()
     agent = _agent(client, handle, limit=20)
-    body = _error(lambda: client.agents.blocks.update("human", agent_id=agent.id, value="x" * 21), 422)
+    body = api_error(lambda: client.agents.blocks.update("human", agent_id=agent.id, value="x" * 21), 422)
     assert "21 characters" in body["detail"] and "limit of 20" in body["detail"]
     assert ["body", "value"] in [e["loc"] for e in body["errors"]]
 
-    body = _error(lambda: client.agents.blocks.update("human", agent_id=agent.id, limit=5), 422)
+    body = api_error(lambda: client.agents.blocks.update("human", agent_id=agent.id, limit=5), 422)
     assert "limit of 5" in body["detail"]
     assert ["body", "limit"] in [e["loc"] for e in body["errors"]]
 
-    body = _error(lambda: client.agents.blocks.update("human", agent_id=agent.id, limit=0), 422)
+    body = api_error(lambda: client.agents.blocks.update("human", agent_id=agent.id, limit=0), 422)
     assert ["body", "limit"] in [e["loc"] for e in body["errors"]]
 
     unchanged = client.agents.blocks.retrieve("human", agent_id=agent.id)
@@ -108,14 +98,14 @@ def test_update_over_the_limit_is_rejected(server: ThreadServer, handle: str) ->
 def test_unknown_label_and_agent(server: ThreadServer, handle: str) -> None:
     client = server.client()
     agent = _agent(client, handle)
-    body = _error(lambda: client.agents.blocks.retrieve("nope", agent_id=agent.id), 404)
+    body = api_error(lambda: client.agents.blocks.retrieve("nope", agent_id=agent.id), 404)
     assert "nope" in body["detail"]
-    body = _error(lambda: client.agents.blocks.update("nope", agent_id=agent.id, value="x"), 404)
+    body = api_error(lambda: client.agents.blocks.update("nope", agent_id=agent.id, value="x"), 404)
     assert "nope" in body["detail"]
     missing = f"agent-{uuid.uuid4()}"
-    body = _error(lambda: client.agents.blocks.retrieve("human", agent_id=missing), 404)
+    body = api_error(lambda: client.agents.blocks.retrieve("human", agent_id=missing), 404)
     assert missing in body["detail"]
-    _error(lambda: client.agents.blocks.list(missing), 404)
+    api_error(lambda: client.agents.blocks.list(missing), 404)
 
 
 EDITS = [
@@ -182,7 +172,7 @@ def test_memory_tool_edits_are_visible(
     assert expected in _system(fake_llm.requests(model)[2])
 
 
-def test_edit_over_the_limit_becomes_a_tool_error(
+def test_edit_over_the_limit_becomes_a_toolapi_error(
     server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
 ) -> None:
     client = server.client()
@@ -207,7 +197,7 @@ def test_edit_over_the_limit_becomes_a_tool_error(
     assert messages.items[-1].message_type == "assistant_message"
 
 
-def test_edit_of_an_unknown_label_is_a_tool_error(
+def test_edit_of_an_unknown_label_is_a_toolapi_error(
     server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
 ) -> None:
     client = server.client()

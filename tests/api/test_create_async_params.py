@@ -13,9 +13,7 @@ from letta_client import UnprocessableEntityError
 from letta_client.types.agents import AssistantMessage
 from letta_client.types.agents.message_create_async_params import ClientSkill
 from tests.fakes.fake_llm import FakeLLM, Text, ToolCall
-from tests.support import ThreadServer, async_wait_for_run, unique_model, wait_for_run
-
-UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+from tests.support import UUID4, ThreadServer, async_wait_for_run, unique_model, wait_for_run
 
 
 def test_max_steps_bounds_the_loop(server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str) -> None:

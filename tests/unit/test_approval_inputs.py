@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agenthost.agent.store import input_rows, new_message
+from agenthost.agent.messages import input_rows, new_message
 from agenthost.db.rows import MessageRow, RunRow
 from agenthost.services.views import message_views
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agenthost.agent.context import llm_messages
-from agenthost.agent.store import new_message, tool_return_body
+from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.db.rows import MessageRow
 
 

@@ -16,17 +16,9 @@ from typing import Any
 from agenthost.agent.builtin_tools import BUILTIN_TOOLS
 from agenthost.agent.context import llm_messages
 from agenthost.agent.control import RunControl, RunInterrupted
+from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.agent.prompt import compile_system
-from agenthost.agent.store import (
-    Committed,
-    Ending,
-    Rejected,
-    RunStore,
-    StartedRun,
-    StepRecord,
-    new_message,
-    tool_return_body,
-)
+from agenthost.agent.store import Committed, Ending, Rejected, RunStore, StartedRun, StepRecord
 from agenthost.agent.tools import ToolFailed, run_builtin
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError

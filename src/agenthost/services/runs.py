@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthost.agent.store import input_rows, new_message, tool_return_body
+from agenthost.agent.messages import input_rows, new_message, tool_return_body
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, MessageRow, RunKeyRow, RunRow, StepRow
 from agenthost.db.types import utcnow
