@@ -107,11 +107,14 @@ class EmbeddedEngine(RunEngine):
 
     async def wait(self, run_id: str) -> None:
         # A run ends in the loop (which wakes us) or by a cancel while queued; the periodic re-check
-        # covers a run that another process ended.
-        while not await self._is_terminal(run_id):
+        # covers a run that another process ended. The waiter is registered before the check, so a
+        # run ending during the check still wakes it.
+        while True:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(run_id, []).append(future)
             try:
+                if await self._is_terminal(run_id):
+                    return
                 await asyncio.wait({future}, timeout=1.0)
             finally:
                 waiters = self._waiters.get(run_id, [])
