@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per LLM request at INFO is noise at our volumes; failures are logged by our client.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # Checked before uvicorn starts too: a failure inside the lifespan would reach the user as a traceback.
     problem = asyncio.run(_preflight(settings))
     if problem is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.agent.messages import input_rows
@@ -18,7 +18,6 @@ from agenthost.db.database import Database
 from agenthost.db.rows import AgentBlockRow, AgentRow, BlockRow, MessageRow, RunRow, StepRow
 from agenthost.db.types import utcnow
 
-TERMINAL = ("completed", "failed", "cancelled")
 ERROR_STOP_REASONS = {
     "error",
     "llm_api_error",
@@ -196,32 +195,38 @@ class RunStore:
     ) -> list[dict[str, Any]]:
         kinds = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}
         wanted = [kinds[r] for r in roles or kinds if r in kinds]
-        async with self._db.session() as session:
-            # A coarse filter in SQL (the JSON text contains the query), the exact match in Python.
-            stmt = (
-                select(MessageRow)
-                .where(
-                    MessageRow.agent_id == agent_id,
-                    MessageRow.message_type.in_(wanted),
-                    or_(
-                        func.lower(func.cast(MessageRow.body, _text())).contains(
-                            query.lower(), autoescape=True
-                        )
-                    ),
+        needle = query.lower()
+        found: list[dict[str, Any]] = []
+        before: int | None = None
+        # Newest first, a page at a time, matched in Python on the message text (the stored JSON
+        # escapes non-ASCII text and holds key names, so SQL LIKE on it would miss and mis-match).
+        async with self._db.read_session() as session:
+            while len(found) < limit:
+                stmt = (
+                    select(MessageRow.seq, MessageRow.message_type, MessageRow.body, MessageRow.created_at)
+                    .where(MessageRow.agent_id == agent_id, MessageRow.message_type.in_(wanted))
+                    .order_by(MessageRow.seq.desc())
+                    .limit(_SEARCH_PAGE)
                 )
-                .order_by(MessageRow.seq.desc())
-                .limit(limit * 4)
-            )
-            found: list[dict[str, Any]] = []
-            for row in (await session.scalars(stmt)).all():
-                text = _searchable_text(row)
-                if query.lower() in text.lower():
-                    found.append(
-                        {"date": row.created_at.isoformat(), "role": _role(row.message_type), "text": text}
-                    )
-                if len(found) >= limit:
+                if before is not None:
+                    stmt = stmt.where(MessageRow.seq < before)
+                rows = (await session.execute(stmt)).all()
+                for row in rows:
+                    text = _searchable_text(row.message_type, row.body)
+                    if needle in text.lower():
+                        found.append(
+                            {
+                                "date": row.created_at.isoformat(),
+                                "role": _role(row.message_type),
+                                "text": text,
+                            }
+                        )
+                        if len(found) >= limit:
+                            break
+                if len(rows) < _SEARCH_PAGE:
                     break
-            return found
+                before = rows[-1].seq
+        return found
 
 
 # Prepared once: building and cache-keying a statement per call was a large part of a run's CPU.
@@ -354,19 +359,15 @@ def _step_values(run_id: str, agent_id: str, step: StepRecord) -> dict[str, Any]
     }
 
 
-def _text() -> Any:
-    from sqlalchemy import Text
-
-    return Text()
+_SEARCH_PAGE = 500
 
 
 def _role(message_type: str) -> str:
     return {"user_message": "user", "assistant_message": "assistant"}.get(message_type, "tool")
 
 
-def _searchable_text(row: MessageRow) -> str:
-    body = row.body
-    if row.message_type == "tool_return_message":
+def _searchable_text(message_type: str, body: dict[str, Any]) -> str:
+    if message_type == "tool_return_message":
         return str(body.get("tool_return", ""))
     content = body.get("content", "")
     if isinstance(content, str):

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Query
 from agenthost.api.deps import ContainerDep, page_params
 from agenthost.schemas.agents import AgentCreate, AgentInclude, AgentState, AgentUpdate
 from agenthost.schemas.common import StopReason
-from agenthost.services.agents import ALL_INCLUDES
 from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -79,6 +78,3 @@ async def delete_agent(agent_id: str, container: ContainerDep) -> dict[str, str]
     await container.runs.cancel_for_agent(agent_id, None)
     await container.agents.delete(agent_id)
     return {"message": f"agent '{agent_id}' deleted"}
-
-
-__all__ = ["ALL_INCLUDES", "router"]
