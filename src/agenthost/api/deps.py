@@ -20,11 +20,13 @@ class Unauthorized(AgentHostError):
     code = "unauthorized"
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool,
+# a thread hop per dependency per request.
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
@@ -37,7 +39,7 @@ def json_response(model: BaseModel) -> Response:
     return Response(content=model.model_dump_json(), media_type="application/json")
 
 
-def require_password(request: Request) -> None:
+async def require_password(request: Request) -> None:
     container: Container = request.app.state.container
     secret = container.settings.server_password
     if secret is None:
@@ -49,7 +51,7 @@ def require_password(request: Request) -> None:
 
 
 def page_params(default_order: Order, default_limit: int) -> object:
-    def dependency(
+    async def dependency(
         before: str | None = None,
         after: str | None = None,
         limit: int | None = Query(default=default_limit, ge=1, le=MAX_PAGE),
