@@ -68,3 +68,12 @@ def test_user_content_parts_become_openai_parts() -> None:
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}},
     ]
+
+
+def test_tool_results_without_their_call_are_left_out() -> None:
+    rows = [
+        _row("user_message", {"content": "hi"}),
+        _row("tool_return_message", tool_return_body("gone", "get_weather", "success", "sunny")),
+        _row("assistant_message", {"content": "hello"}, "s1"),
+    ]
+    assert [m["role"] for m in llm_messages(rows)] == ["user", "assistant"]

@@ -14,6 +14,9 @@ _ASSISTANT_SIDE = {"assistant_message", "tool_call_message", "approval_request_m
 def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
     """Rows of one agent in order → chat messages. Rows of one LLM response (same step) merge into one."""
     out: list[dict[str, Any]] = []
+    # Tool results whose call is not in the history (its run was deleted) would make the request
+    # invalid for every provider; they are left out.
+    known_calls: set[str] = set()
     current: dict[str, Any] | None = None
     current_step: str | None = None
     for row in rows:
@@ -25,6 +28,7 @@ def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
                 current_step = row.step_id
                 out.append(current)
             _merge_assistant(current, kind, body)
+            known_calls.update(c["id"] for c in current.get("tool_calls", ()))
             continue
         current, current_step = None, None
         if kind == "user_message":
@@ -34,7 +38,7 @@ def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
         elif kind == "assistant_message":
             # An assistant message the client sent itself (no step): plain text.
             out.append({"role": "assistant", "content": _text_of(body.get("content", ""))})
-        elif kind == "tool_return_message":
+        elif kind == "tool_return_message" and body["tool_call_id"] in known_calls:
             out.append(
                 {
                     "role": "tool",
