@@ -38,6 +38,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "openai/gpt-4o-mini"
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+HANG_MODEL = "bench-hang"  # the fake never answers it: runs of its agent stay queued behind the first
 CLIENT = f"httpx {httpx.__version__} AsyncClient (raw HTTP, keep-alive pool)"
 
 # (key, label, unit, target, Letta retired server)
@@ -46,6 +47,8 @@ ROWS: list[tuple[str, str, str, str, str]] = [
     ("create_agent_p50_ms", "create agent p50", "ms", "", ""),
     ("create_async_p50_ms", "create_async p50", "ms", "≤ 2", "819"),
     ("create_async_p99_ms", "create_async p99", "ms", "", ""),
+    ("create_async_quiet_p50_ms", "create_async p50, no run executing", "ms", "≤ 2", ""),
+    ("create_async_quiet_p99_ms", "create_async p99, no run executing", "ms", "", ""),
     ("e2e_p50_ms", "e2e one-step run p50", "ms", "≤ 15", "~1000"),
     ("e2e_p99_ms", "e2e one-step run p99", "ms", "", ""),
     ("throughput_runs_per_s", "throughput (500 runs / 50 agents)", "runs/s", "≥ 500", "1.3"),
@@ -117,7 +120,7 @@ def pg_database(admin_url: str) -> Iterator[str]:
 @contextlib.contextmanager
 def fake_llm() -> Iterator[str]:
     """The fake LLM as its own process; yields its base URL."""
-    cmd = [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0"]
+    cmd = [sys.executable, "-m", "tests.fakes.fake_llm", "--port", "0", "--hang-model", HANG_MODEL]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -239,6 +242,22 @@ async def phase_create_async(b: Bench, out: dict[str, Any]) -> None:
     await b.drain()
 
 
+async def phase_create_async_quiet(b: Bench, out: dict[str, Any], calls: int = 200) -> None:
+    """create_async alone: 200 calls on one agent whose first run never gets its LLM answer, so the
+    rest stay queued and nothing executes while they are accepted. Then all are cancelled."""
+    agent = await b.post("/v1/agents/", {"name": "bench-quiet", "model": f"openai/{HANG_MODEL}"})
+    await b.create_async(agent["id"], "blocks the agent")
+    latencies: list[float] = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        await b.create_async(agent["id"], f"queued {i}")
+        latencies.append((time.perf_counter() - t0) * 1000)
+    out["create_async_quiet_p50_ms"] = pct(latencies, 50)
+    out["create_async_quiet_p99_ms"] = pct(latencies, 99)
+    await b.post(f"/v1/agents/{agent['id']}/messages/cancel", {})
+    await b.drain()
+
+
 async def phase_e2e(b: Bench, out: dict[str, Any], runs: int = 100, agents: int = 10) -> None:
     """One-step runs, one at a time: create_async → first GET that shows ``completed``."""
     latencies: list[float] = []
@@ -301,6 +320,7 @@ async def run_bench(server: Server, poll_s: float, concurrency: int) -> dict[str
         b = Bench(client, poll_s, concurrency)
         phases = [
             ("create_async", partial(phase_create_async, b, out)),
+            ("quiet", partial(phase_create_async_quiet, b, out)),
             ("e2e", partial(phase_e2e, b, out)),
             ("throughput", partial(phase_throughput, b, out)),
             ("memory", partial(phase_memory, b, out, server.proc.pid)),

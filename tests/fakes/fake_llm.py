@@ -410,10 +410,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--hang-model", action="append", default=[], help="never answer requests for this model"
+    )
     args = parser.parse_args(argv)
     fake = FakeLLM(host=args.host, port=args.port, record=False)
     if args.delay_ms > 0:
         fake.set_default(None, Delay(args.delay_ms / 1000.0, _OK))
+    for model in args.hang_model:
+        fake.set_default(model, Hang())
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
