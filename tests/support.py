@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -198,12 +198,3 @@ class ProcessServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@contextlib.contextmanager
-def running(server: ThreadServer) -> Iterator[ThreadServer]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

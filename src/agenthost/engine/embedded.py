@@ -42,12 +42,10 @@ class EmbeddedEngine(RunEngine):
 
     async def start(self) -> None:
         async with self._db.session() as session:
-            crashed = (await session.scalars(select(RunRow.id).where(RunRow.status == "running"))).all()
-            if crashed:
-                log.warning("failing %d runs left running by a previous process", len(crashed))
+            crashed = (
                 await session.execute(
                     update(RunRow)
-                    .where(RunRow.id.in_(crashed))
+                    .where(RunRow.status == "running")
                     .values(
                         status="failed",
                         stop_reason="error",
@@ -55,7 +53,11 @@ class EmbeddedEngine(RunEngine):
                         metadata_={"error": CRASH_REASON},
                         callback_pending=RunRow.callback_url.is_not(None),
                     )
+                    .returning(RunRow.id)
                 )
+            ).all()
+            if crashed:
+                log.warning("failed %d runs left running by a previous process", len(crashed))
             queued = (
                 await session.execute(
                     select(RunRow.id, RunRow.agent_id).where(RunRow.status == "created").order_by(RunRow.seq)

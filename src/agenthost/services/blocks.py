@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentBlockRow, BlockRow
@@ -75,10 +76,9 @@ class BlockService:
             return block_view(block)
 
     @staticmethod
-    async def _by_label(agent_id: str, label: str, session: object, *, for_update: bool = False) -> BlockRow:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        assert isinstance(session, AsyncSession)
+    async def _by_label(
+        agent_id: str, label: str, session: AsyncSession, *, for_update: bool = False
+    ) -> BlockRow:
         await get_agent_row(session, agent_id)
         stmt = (
             select(BlockRow)
