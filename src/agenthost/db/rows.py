@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agenthost.db.types import Json, SeqKey, UTCDateTime, utcnow
@@ -32,7 +32,6 @@ class AgentRow(Base):
     context_window: Mapped[int] = mapped_column(Integer)
     max_tokens: Mapped[int | None] = mapped_column(Integer)
     embedding: Mapped[str | None] = mapped_column(String(255))
-    tool_names: Mapped[list[str]] = mapped_column(Json, default=list)
     tool_rules: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     tool_exec_environment_variables: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
@@ -45,6 +44,42 @@ class AgentRow(Base):
     last_stop_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ToolRow(Base):
+    """A tool an agent can call: a built-in (``tool_type`` ``letta_*``) or a custom Python function."""
+
+    __tablename__ = "tools"
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    # Names are unique on the server: the LLM calls tools by name.
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    tool_type: Mapped[str] = mapped_column(String(64), index=True)
+    source_type: Mapped[str | None] = mapped_column(String(32))
+    source_code: Mapped[str | None] = mapped_column(Text)
+    json_schema: Mapped[dict[str, Any]] = mapped_column(Json)
+    args_json_schema: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    return_char_limit: Mapped[int] = mapped_column(Integer)
+    pip_requirements: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    npm_requirements: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    default_requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    enable_parallel_execution: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AgentToolRow(Base):
+    __tablename__ = "agent_tools"
+
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    tool_id: Mapped[str] = mapped_column(
+        ForeignKey("tools.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class AgentTagRow(Base):
@@ -165,3 +200,38 @@ class StepRow(Base):
     error_type: Mapped[str | None] = mapped_column(String(128))
     error_data: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PassageRow(Base):
+    """One archival-memory passage of an agent.
+
+    ``embedding`` is float32 little-endian bytes on SQLite (what sqlite-vec reads) and on PostgreSQL
+    without pgvector; where pgvector is installed the migration makes it a ``vector`` column instead.
+    All vector reads and writes go through ``db/vectors.py``, which knows which one it is.
+    """
+
+    __tablename__ = "passages"
+    __table_args__ = (Index("ix_passages_agent_seq", "agent_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str] = mapped_column(String(255))
+    embedding_dim: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", Json)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class PassageTagRow(Base):
+    """A passage's tags, one row each, so that "any"/"all" tag filters are plain SQL on both backends."""
+
+    __tablename__ = "passage_tags"
+    __table_args__ = (Index("ix_passage_tags_agent_tag", "agent_id", "tag"),)
+
+    passage_id: Mapped[str] = mapped_column(ForeignKey("passages.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(255), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
