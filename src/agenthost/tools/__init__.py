@@ -1,0 +1,1 @@
+"""Custom tools: deriving their JSON schema from source, and running them."""
