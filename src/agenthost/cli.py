@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import logging
 import sys
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         sys.stderr.write(f"agenthost: {problem}\n")
         return 2
+    _not_dumpable()
     app = create_app(settings)
     # A request and a run allocate many short-lived objects; the default gen-0 threshold (700) ran the
     # collector thousands of times a second under load. Measured here: +20 % runs/s for the engine
@@ -62,6 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     uvicorn.Server(config).run()
     return 0
+
+
+def _not_dumpable() -> None:
+    """Keep other processes of this user (custom tools among them) out of the server's memory.
+
+    With the dumpable flag off, /proc/<pid>/environ and /proc/<pid>/mem of the server belong to root
+    and ptrace is refused, so a tool cannot read the API keys the server was started with. It does
+    not stop a tool running as root: see docs/tools.md.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux
+        return
+
+
+_PR_SET_DUMPABLE = 4
 
 
 async def _preflight(settings: Settings) -> str | None:
