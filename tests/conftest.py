@@ -115,6 +115,8 @@ def make_settings(
             "llm_retry_base_delay_s": 0.01,
             "callback_retry_base_delay_s": 0.01,
             "log_level": "warning",
+            # Archival memory embeds through the fake's /v1/embeddings (the local model is for its own tests).
+            "default_embedding": "openai/fake-embedding",
         }
         if backend == "postgres":
             values["database_url"] = pg_database

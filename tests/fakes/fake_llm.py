@@ -3,6 +3,10 @@
 Tests share one server and isolate themselves by using their own ``model`` name: replies are queued
 per model with :meth:`FakeLLM.script`, and every request body is logged per model.
 
+``POST /v1/embeddings`` answers with :func:`fake_embedding` vectors (a bag of hashed words, so texts
+sharing words are near each other); scripting ``Error``/``Delay``/``Hang`` for an embedding model works
+as for chat models, and its requests are logged under that model too.
+
 Standalone (benchmarks): ``python -m tests.fakes.fake_llm --port 0 [--delay-ms 0]`` prints
 ``FAKE_LLM_URL=http://127.0.0.1:<port>/v1`` once listening and answers everything with ``OK``.
 """
@@ -11,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
+import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -31,9 +39,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-__all__ = ["Delay", "Echo", "Error", "FakeLLM", "Hang", "Reply", "Text", "ToolCall", "ToolCalls", "main"]
+__all__ = [
+    "Delay",
+    "Echo",
+    "Error",
+    "FakeLLM",
+    "Hang",
+    "Reply",
+    "Text",
+    "ToolCall",
+    "ToolCalls",
+    "fake_embedding",
+    "main",
+]
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4.1")
+EMBEDDING_DIM = 128
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,24 @@ def _usage(reply: Text | ToolCalls) -> dict[str, int]:
         "completion_tokens": reply.completion_tokens,
         "total_tokens": total,
     }
+
+
+def fake_embedding(text: str, dims: int = EMBEDDING_DIM) -> list[float]:
+    """A deterministic, unnormalised embedding: each lowercase word adds 1 to the dimension its hash picks."""
+    vector = [0.0] * dims
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        vector[int.from_bytes(digest, "little") % dims] += 1.0
+    if not any(vector):
+        vector[0] = 1.0
+    return vector
+
+
+def _embedding_item(index: int, vector: list[float], encoding: str | None) -> dict[str, Any]:
+    if encoding == "base64":
+        packed = b"".join(struct.pack("<f", x) for x in vector)
+        return {"object": "embedding", "index": index, "embedding": base64.b64encode(packed).decode()}
+    return {"object": "embedding", "index": index, "embedding": vector}
 
 
 def _new_id() -> str:
@@ -228,6 +267,7 @@ class FakeLLM:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ],
             lifespan=self._lifespan,
         )
@@ -301,6 +341,33 @@ class FakeLLM:
             return _error_response(400, "request body must be a JSON object")
         model = str(body.get("model", ""))
         return await self._respond(request, model, body, self._take(model, body))
+
+    async def _embeddings(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error_response(400, "request body is not valid JSON")
+        texts = body.get("input") if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return _error_response(400, "input must be a string or a non-empty list of strings")
+        model = str(body.get("model", ""))
+        reply = self._take(model, body)
+        while isinstance(reply, Delay):
+            if reply.seconds > 0 and not await self._wait(request, reply.seconds):
+                return Response(status_code=499)
+            reply = reply.reply
+        if isinstance(reply, Hang):
+            await self._wait(request, None)
+            return _error_response(503, "fake LLM is shutting down")
+        if isinstance(reply, Error):
+            return _error_response(reply.status, reply.message)
+        dims = int(body.get("dimensions") or EMBEDDING_DIM)
+        encoding = body.get("encoding_format")
+        data = [_embedding_item(i, fake_embedding(t, dims), encoding) for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
 
     async def _respond(self, request: Request, model: str, body: dict[str, Any], reply: Reply) -> Response:
         if isinstance(reply, Delay):

@@ -25,6 +25,8 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
+from agenthost.db import sqlite_vec_loader
+
 _Result = tuple[Any, int, int | None, list[Any]]
 
 
@@ -100,6 +102,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
 class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        sqlite_vec_loader.register()  # before the connection opens: SQLite loads it on open
         stock = super().connect(*arg, **kw)
         return OneHopConnection(self, stock._connection)
 
