@@ -12,6 +12,8 @@ from letta_client.types import AgentState
 from tests.fakes.fake_llm import FakeLLM, Text, ToolCall
 from tests.support import UUID4, ThreadServer, api_error, wait_for_run
 
+from agenthost.schemas.blocks import DEFAULT_BLOCK_LIMIT
+
 
 def _agent(client: Letta, handle: str, human: str = "Name: Ann\nLikes: tea", limit: int = 200) -> AgentState:
     return client.agents.create(
@@ -209,3 +211,175 @@ def test_edit_of_an_unknown_label_is_a_toolapi_error(
     tool_msg = fake_llm.requests(model)[1]["messages"][-1]
     assert tool_msg["tool_call_id"] == call.id and "ghost" in tool_msg["content"]
     assert [b.value for b in client.agents.blocks.list(agent.id)] == [b.value for b in agent.blocks]
+
+
+def test_label_with_a_slash(server: ThreadServer, handle: str) -> None:
+    client = server.client()
+    agent = client.agents.create(model=handle, memory_blocks=[{"label": "org/notes", "value": "v1"}])
+    assert client.agents.blocks.retrieve("org/notes", agent_id=agent.id).value == "v1"
+    assert client.agents.blocks.update("org/notes", agent_id=agent.id, value="v2").value == "v2"
+    api_error(lambda: client.agents.blocks.retrieve("org/other", agent_id=agent.id), 404)
+
+
+# -- /v1/blocks: blocks on their own ---------------------------------------------------------------
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def test_block_crud(server: ThreadServer) -> None:
+    client = server.client()
+    made = client.blocks.create(
+        label="project",
+        value="Project: agenthost",
+        limit=500,
+        description="what we work on",
+        read_only=True,
+        metadata={"team": "core"},
+    )
+    assert re.fullmatch(f"block-{UUID4}", made.id)
+    assert (made.label, made.value, made.limit, made.description, made.read_only, made.metadata) == (
+        "project",
+        "Project: agenthost",
+        500,
+        "what we work on",
+        True,
+        {"team": "core"},
+    )
+    assert made.is_template is False
+    assert client.blocks.retrieve(made.id) == made
+
+    default = client.blocks.create(label="scratch", value="")
+    assert (default.limit, default.read_only, default.description) == (DEFAULT_BLOCK_LIMIT, False, None)
+
+    updated = client.blocks.update(
+        made.id, value="Project: agenthost v2", limit=600, description=None, metadata={"team": "x"}
+    )
+    assert (updated.value, updated.limit, updated.description, updated.metadata) == (
+        "Project: agenthost v2",
+        600,
+        None,
+        {"team": "x"},
+    )
+    # Fields not sent are left alone (read_only stays on; the label is unchanged).
+    assert (updated.read_only, updated.label) == (True, "project")
+    assert client.blocks.update(made.id, read_only=False, label="proj").label == "proj"
+    assert client.blocks.retrieve(made.id).read_only is False
+
+    client.blocks.delete(made.id)
+    body = api_error(lambda: client.blocks.retrieve(made.id), 404)
+    assert made.id in body["detail"]
+    api_error(lambda: client.blocks.delete(made.id), 404)
+    api_error(lambda: client.blocks.update(made.id, value="x"), 404)
+    assert client.blocks.retrieve(default.id).label == "scratch"
+
+
+def test_block_validation(server: ThreadServer) -> None:
+    client = server.client()
+    body = api_error(lambda: client.blocks.create(label="l", value="x" * 11, limit=10), 422)
+    assert "11 characters" in body["detail"] and "limit of 10" in body["detail"]
+    assert ["body", "value"] in [e["loc"] for e in body["errors"]]
+    api_error(lambda: client.blocks.create(label="l", value="x", limit=0), 422)
+    api_error(lambda: client.blocks.create(label="", value="x"), 422)
+    body = api_error(lambda: client.blocks.create(label="l", value="x", tags=["a"]), 422)
+    assert ["body", "tags"] in [e["loc"] for e in body["errors"]]
+
+    block = client.blocks.create(label="l", value="abcdef", limit=10)
+    body = api_error(lambda: client.blocks.update(block.id, value="x" * 11), 422)
+    assert "limit of 10" in body["detail"]
+    body = api_error(lambda: client.blocks.update(block.id, limit=5), 422)
+    assert ["body", "limit"] in [e["loc"] for e in body["errors"]]
+    api_error(lambda: client.blocks.update(block.id, tags=["a"]), 422)
+    assert (client.blocks.retrieve(block.id).value, client.blocks.retrieve(block.id).limit) == ("abcdef", 10)
+    # Lowering the limit and the value together is one consistent change.
+    assert client.blocks.update(block.id, value="abc", limit=3).limit == 3
+
+    for call in (
+        lambda: client.blocks.retrieve("block-nope"),
+        lambda: client.blocks.update("nope", value="x"),
+        lambda: client.blocks.delete("agent-x"),
+        lambda: client.blocks.agents.list("block-1"),
+    ):
+        body = api_error(call, 422)
+        assert "block-<uuid4>" in body["detail"]
+    missing = f"block-{uuid.uuid4()}"
+    api_error(lambda: client.blocks.retrieve(missing), 404)
+    api_error(lambda: client.blocks.agents.list(missing), 404)
+
+
+def test_list_filters(server: ThreadServer, handle: str) -> None:
+    client = server.client()
+    tok = _token()
+    a = client.blocks.create(
+        label=f"{tok}-human", value=f"Likes Green TEA {tok}", description="About the USER"
+    )
+    b = client.blocks.create(label=f"{tok}-persona", value=f"A calm helper {tok}", description="who I am")
+    c = client.blocks.create(label=f"{tok}-notes", value=f"tea notes {tok}")
+    ids = [a.id, b.id, c.id]
+
+    def listed(**filters: Any) -> list[str]:
+        return [x.id for x in client.blocks.list(label_search=tok, **filters)]
+
+    assert listed() == ids  # oldest first by default
+    assert listed(order="desc") == ids[::-1]
+    assert [x.id for x in client.blocks.list(label=f"{tok}-persona")] == [b.id]
+    assert [x.id for x in client.blocks.list(label_search=f"{tok}-HUM")] == [a.id]
+    assert listed(value_search="green tea") == [a.id]
+    assert listed(value_search="TEA") == [a.id, c.id]
+    assert listed(description_search="user") == [a.id]
+    assert listed(description_search="nobody") == []
+    # Searches are substrings, not patterns: LIKE wildcards match themselves only.
+    assert listed(value_search="%") == []
+    assert listed(value_search="_") == []
+
+    # Agent counts: a on two agents, b on one, c on none.
+    one = client.agents.create(model=handle, block_ids=[a.id, b.id])
+    client.agents.create(model=handle, block_ids=[a.id])
+    assert listed(connected_to_agents_count_gt=0) == [a.id, b.id]
+    assert listed(connected_to_agents_count_gt=1) == [a.id]
+    assert listed(connected_to_agents_count_lt=1) == [c.id]
+    assert listed(connected_to_agents_count_eq=[1]) == [b.id]
+    assert listed(connected_to_agents_count_eq=[0, 2]) == [a.id, c.id]
+    assert listed(connected_to_agents_count_gt=0, connected_to_agents_count_lt=2) == [b.id]
+    client.agents.blocks.detach(b.id, agent_id=one.id)
+    assert listed(connected_to_agents_count_eq=[0]) == [b.id, c.id]
+
+    # No block here is a template, has tags or identities: those filters match none. The project
+    # filter narrows nothing (one project per server).
+    assert listed(templates_only=True) == []
+    assert listed(name="some template") == []
+    assert listed(tags=["x"]) == []
+    assert listed(tags=["x"], match_all_tags=True) == []
+    assert listed(identifier_keys=["k"]) == []
+    assert listed(project_id="project-1") == ids
+    assert listed(order_by="created_at") == ids
+
+    api_error(lambda: client.blocks.list(label="bad label!"), 422)
+    api_error(lambda: client.blocks.list(value_search="x" * 201), 422)
+    api_error(lambda: client.blocks.list(limit=0), 422)
+    api_error(lambda: client.blocks.list(order_by="updated_at"), 422)  # type: ignore[arg-type]
+
+
+def test_list_pagination(server: ThreadServer) -> None:
+    client = server.client()
+    tok = _token()
+    ids = [client.blocks.create(label=f"{tok}-{i}", value=str(i)).id for i in range(5)]
+
+    first = client.blocks.list(label_search=tok, limit=2)
+    assert [x.id for x in first.items] == ids[:2]
+    second = client.blocks.list(label_search=tok, limit=2, after=first.items[-1].id)
+    assert [x.id for x in second.items] == ids[2:4]
+    # The SDK's auto-pagination follows `after` until a page comes back empty.
+    assert [x.id for x in client.blocks.list(label_search=tok, limit=2)] == ids
+
+    assert [x.id for x in client.blocks.list(label_search=tok, order="desc", limit=2)] == ids[::-1]
+    back = client.blocks.list(label_search=tok, limit=2, before=ids[3])
+    assert [x.id for x in back.items] == ids[1:3]
+    between = client.blocks.list(label_search=tok, after=ids[0], before=ids[4])
+    assert [x.id for x in between.items] == ids[1:4]
+    desc_after = client.blocks.list(label_search=tok, order="desc", limit=2, after=ids[3])
+    assert [x.id for x in desc_after.items] == [ids[2], ids[1]]
+
+    body = api_error(lambda: client.blocks.list(after=f"block-{uuid.uuid4()}").items, 404)
+    assert "cursor" in body["detail"]
