@@ -8,7 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from agenthost import __version__
-from agenthost.api import agents, blocks, health, messages, models, runs
+from agenthost.api import (
+    agent_tools,
+    agents,
+    archival,
+    blocks,
+    core_memory,
+    health,
+    messages,
+    models,
+    runs,
+    tools,
+)
 from agenthost.api.deps import require_password
 from agenthost.api.errors import install_error_handlers
 from agenthost.container import Container
@@ -32,6 +43,8 @@ def create_app(settings: Settings, *, providers: Providers | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(health.router)
     protected = [Depends(require_password)]
-    for module in (models, agents, blocks, messages, runs):
+    for module in (models, agents, agent_tools, core_memory, tools, blocks, messages, runs):
         app.include_router(module.router, dependencies=protected)
+    app.include_router(archival.router, dependencies=protected)
+    app.include_router(archival.passages_router, dependencies=protected)
     return app

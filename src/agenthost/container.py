@@ -5,18 +5,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from agenthost.agent.executor import ToolExecutor
 from agenthost.agent.loop import AgentLoop
 from agenthost.agent.store import RunStore
 from agenthost.db.database import Database
 from agenthost.engine.base import RunEngine
 from agenthost.engine.embedded import EmbeddedEngine
 from agenthost.llm.providers import Providers
+from agenthost.memory.embeddings import Embedders
+from agenthost.services.agent_tools import AgentToolService
 from agenthost.services.agents import AgentService
 from agenthost.services.blocks import BlockService
 from agenthost.services.callbacks import CallbackDispatcher
 from agenthost.services.messages import MessageService
+from agenthost.services.passages import PassageService
 from agenthost.services.runs import RunService
+from agenthost.services.tools import ToolService
 from agenthost.settings import Settings
+from agenthost.tools.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,10 @@ class Container:
     blocks: BlockService
     messages: MessageService
     runs: RunService
+    tools: ToolService
+    agent_tools: AgentToolService
+    sandbox: Sandbox
+    passages: PassageService
 
     @classmethod
     async def start(cls, settings: Settings, providers: Providers | None = None) -> Container:
@@ -39,12 +49,28 @@ class Container:
         try:
             await db.acquire_engine_lock(settings.data_dir)
             await db.migrate()
+            tools = ToolService(db, settings)
+            await tools.sync_builtins()
         except BaseException:
             await db.close()
             raise
         providers = providers or Providers(settings)
         callbacks = CallbackDispatcher(db, settings)
-        loop = AgentLoop(RunStore(db), providers, on_finished=callbacks.notify)
+        sandbox = Sandbox(
+            pool_size=settings.sandbox_pool_size,
+            timeout_s=settings.tool_timeout_s,
+            memory_mb=settings.tool_memory_mb,
+        )
+        store = RunStore(db)
+        passages = PassageService(db, Embedders(settings), settings)
+        executor = ToolExecutor(
+            sandbox,
+            passages,
+            store.search_messages,
+            timeout_s=settings.tool_timeout_s,
+            memory_mb=settings.tool_memory_mb,
+        )
+        loop = AgentLoop(store, providers, executor, on_finished=callbacks.notify)
         engine = EmbeddedEngine(
             db, loop, max_concurrent=settings.max_concurrent_runs, shutdown_grace_s=settings.shutdown_grace_s
         )
@@ -58,13 +84,21 @@ class Container:
             blocks=BlockService(db),
             messages=MessageService(db),
             runs=RunService(db, engine, providers, callbacks),
+            tools=tools,
+            agent_tools=AgentToolService(db, executor),
+            sandbox=sandbox,
+            passages=passages,
         )
+        await passages.start()
+        await sandbox.start()
         await engine.start()
         await callbacks.resume_pending()
         return container
 
     async def stop(self) -> None:
         await self.engine.stop()
+        await self.passages.close()  # the local embedding model's process, the embeddings client
+        await self.sandbox.close()
         await self.callbacks.close()
         await self.providers.close()
         await self.db.close()

@@ -1,4 +1,4 @@
-"""The built-in tools every ``letta_v1_agent`` gets: memory edits and conversation search."""
+"""The built-in tools a ``letta_v1_agent`` gets: memory edits, conversation and archival search."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class BuiltinTool:
 
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.parameters)
+
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
 def _schema(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -83,6 +87,53 @@ BUILTIN_TOOLS: dict[str, BuiltinTool] = {
                         "description": "Only messages from these roles.",
                     },
                     "limit": {"type": "integer", "description": "Maximum number of results (default 10)."},
+                },
+                ["query"],
+            ),
+            "letta_core",
+        ),
+        BuiltinTool(
+            "archival_memory_insert",
+            "Store a passage in archival memory (long-term memory outside the context window), to be "
+            "found later with archival_memory_search.",
+            _schema(
+                {
+                    "content": {"type": "string", "description": "The text to remember."},
+                    "tags": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Tags to find the passage by later.",
+                    },
+                },
+                ["content"],
+            ),
+            "letta_core",
+        ),
+        BuiltinTool(
+            "archival_memory_search",
+            "Search archival memory by meaning (semantic search); returns the closest passages first.",
+            _schema(
+                {
+                    "query": {"type": "string", "description": "What to look for."},
+                    "tags": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Only passages with these tags.",
+                    },
+                    "tag_match_mode": {
+                        "type": "string",
+                        "enum": ["any", "all"],
+                        "description": "Whether a passage needs any or all of the tags (default any).",
+                    },
+                    "top_k": {"type": "integer", "description": "Maximum number of results (default 10)."},
+                    "start_datetime": {
+                        "type": "string",
+                        "description": "Only passages stored at or after this ISO 8601 time.",
+                    },
+                    "end_datetime": {
+                        "type": "string",
+                        "description": "Only passages stored at or before this ISO 8601 time.",
+                    },
                 },
                 ["query"],
             ),

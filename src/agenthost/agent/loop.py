@@ -7,24 +7,25 @@ it. Each step commits atomically (step row, messages, memory edits) through ``Ru
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from agenthost.agent.builtin_tools import BUILTIN_TOOLS
 from agenthost.agent.context import llm_messages
 from agenthost.agent.control import RunControl, RunInterrupted
+from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor, ToolOutcome
 from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.agent.prompt import compile_system
 from agenthost.agent.store import Committed, Ending, Rejected, RunStore, StartedRun, StepRecord
-from agenthost.agent.tools import ToolFailed, run_builtin
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError
 from agenthost.ids import new_id
 from agenthost.llm.base import LLMError, LLMRequest, LLMResponse, LLMToolCall, ToolSpec
 from agenthost.llm.providers import Providers
+from agenthost.tools.rules import ToolRuleSolver
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,16 @@ SEND_MESSAGE_RESULT = "Sent message successfully."
 
 
 class AgentLoop:
-    def __init__(self, store: RunStore, providers: Providers, on_finished: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        providers: Providers,
+        executor: ToolExecutor,
+        on_finished: Callable[[str], None],
+    ) -> None:
         self._store = store
         self._providers = providers
+        self._executor = executor
         self._on_finished = on_finished
 
     async def execute(self, run_id: str, control: RunControl) -> None:
@@ -91,53 +99,50 @@ class AgentLoop:
         request = run.request
         handle = request.get("override_model") or run.agent.model
         client, model = self._providers.resolve(handle)
-        client_tools = {t["name"]: t for t in request.get("client_tools") or []}
-        tools = [BUILTIN_TOOLS[n].spec() for n in run.agent.tool_names if n in BUILTIN_TOOLS]
-        tools += [
-            ToolSpec(
-                t["name"],
-                t.get("description") or "",
-                t.get("parameters") or {"type": "object", "properties": {}},
-            )
-            for t in client_tools.values()
-            if t["name"] not in BUILTIN_TOOLS
-        ]
-        send_tool = request.get("assistant_message_tool_name") or "send_message"
-        history = llm_messages(run.history)
+        turn = _Turn(run, request)
         thinking = str(request.get("enable_thinking", "True")).lower() not in ("false", "0", "no")
+        history = llm_messages(run.history)
+
+        def new_step() -> StepRecord:
+            return StepRecord(
+                new_id("step"), model, handle, client.provider_name, client.endpoint, run.agent.context_window
+            )
 
         if run.approved_calls:
-            rows, results = await self._execute_calls(run, control, None, run.approved_calls)
-            step = StepRecord(
-                new_id("step"),
-                model,
-                handle,
-                client.provider_name,
-                client.endpoint,
-                run.agent.context_window,
-                stop_reason=None,
+            step = new_step()
+            rows, results, executed = await self._execute_calls(
+                run, control, turn, None, run.approved_calls, approved=True
             )
-            await self._commit(run, step, rows, state)
+            if any(turn.solver.is_terminal(name) for name in executed):
+                step.stop_reason = "tool_rule"
+            committed = await self._commit(run, step, rows, state)
+            if committed.ended:
+                return committed
             history.extend(results)
 
         max_steps = int(request.get("max_steps") or 50)
         for _ in range(max_steps):
             control.check()
+            names = list(turn.specs)
+            allowed = turn.solver.allowed_tools(names)
+            must_call = turn.solver.must_call_tool()
+            if names and not allowed and must_call:
+                # The rules leave nothing callable, yet demand a call: the rules end the run.
+                return "tool_rule"
             system = request.get("override_system") or compile_system(
                 run.agent.system, run.blocks, request.get("client_skills") or ()
             )
             llm_request = LLMRequest(
                 model=model,
                 messages=[{"role": "system", "content": system}, *history],
-                tools=tools,
+                tools=[turn.specs[n] for n in allowed],
+                tool_choice="required" if must_call and allowed else None,
                 max_tokens=run.agent.max_tokens,
                 enable_thinking=thinking,
                 return_logprobs=bool(request.get("return_logprobs")),
                 top_logprobs=request.get("top_logprobs"),
             )
-            step = StepRecord(
-                new_id("step"), model, handle, client.provider_name, client.endpoint, run.agent.context_window
-            )
+            step = new_step()
             try:
                 response = await control.interruptible(client.complete(llm_request))
             except LLMError as exc:
@@ -161,52 +166,63 @@ class AgentLoop:
             rows, assistant = self._response_rows(run, step.step_id, response)
             history.append(assistant)
             if not response.tool_calls:
-                step.stop_reason = "end_turn"
-                return await self._commit(run, step, rows, state)
+                missing = turn.solver.missing_before_exit()
+                if not missing:
+                    step.stop_reason = "end_turn"
+                    return await self._commit(run, step, rows, state)
+                # A tool the rules require before the turn may end has not been called yet.
+                await self._commit(run, step, rows, state)
+                history.append({"role": "user", "content": _required_reminder(missing)})
+                continue
 
-            client_calls = [c for c in response.tool_calls if c.name in client_tools]
-            server_calls = [c for c in response.tool_calls if c.name not in client_tools]
-            ended_by_send = any(c.name == send_tool and c.name not in BUILTIN_TOOLS for c in server_calls)
-            call_dicts = [_call_dict(c) for c in server_calls]
-            for call in call_dicts:
-                rows.append(
-                    new_message(
-                        run.run_id,
-                        run.agent.id,
-                        "tool_call_message",
-                        {"tool_call": call, "tool_calls": [call]},
-                        step_id=step.step_id,
-                        otid=new_id("otid"),
-                    )
-                )
-            pending_id = None
-            if client_calls:
-                calls = [_call_dict(c) for c in client_calls]
-                approval = new_message(
-                    run.run_id,
-                    run.agent.id,
-                    "approval_request_message",
-                    {
-                        "tool_call": calls[0],
-                        "tool_calls": calls,
-                        "_client_tool_names": [c["name"] for c in calls],
-                    },
-                    step_id=step.step_id,
-                    otid=new_id("otid"),
-                )
-                # Before the tool returns: all calls of one LLM response stay together in the context.
-                rows.append(approval)
-                pending_id = approval.id
-                step.stop_reason = "requires_approval"
-            elif ended_by_send:
-                step.stop_reason = "end_turn"
-            exec_rows, results = await self._execute_calls(run, control, step.step_id, call_dicts, send_tool)
-            rows.extend(exec_rows)
-            history.extend(results)
-            committed = await self._commit(run, step, rows, state, pending_approval_id=pending_id)
+            committed = await self._tool_step(run, control, turn, step, response, rows, history, state)
             if committed.ended:
                 return committed
         return "max_steps"
+
+    async def _tool_step(
+        self,
+        run: StartedRun,
+        control: RunControl,
+        turn: _Turn,
+        step: StepRecord,
+        response: LLMResponse,
+        rows: list[MessageRow],
+        history: list[dict[str, Any]],
+        state: _RunState,
+    ) -> Committed:
+        """Run the response's calls in order (or refuse them, or hold them for a human), then commit."""
+        calls = [_call_dict(c) for c in response.tool_calls]
+        held = [c for c in calls if turn.needs_human(c["name"])]
+        ready = [c for c in calls if not turn.needs_human(c["name"])]
+        exec_rows, results, executed = await self._execute_calls(run, control, turn, step.step_id, ready)
+        # Call rows after execution: a run-first prefill may have changed a call's arguments.
+        rows.extend(self._call_row(run, step.step_id, call) for call in ready)
+        pending_id = None
+        if held:
+            client_names = [c["name"] for c in held if c["name"] not in turn.server_tools]
+            approval = new_message(
+                run.run_id,
+                run.agent.id,
+                "approval_request_message",
+                {"tool_call": held[0], "tool_calls": held, "_client_tool_names": client_names},
+                step_id=step.step_id,
+                otid=new_id("otid"),
+            )
+            # Before the tool returns: all calls of one LLM response stay together in the context.
+            rows.append(approval)
+            pending_id = approval.id
+        rows.extend(exec_rows)
+        history.extend(results)
+        solver = turn.solver
+        ended_by_send = turn.send_tool in executed and turn.send_tool not in turn.server_tools
+        if held:
+            step.stop_reason = "requires_approval"
+        elif any(solver.is_terminal(name) for name in executed):
+            step.stop_reason = "tool_rule"
+        elif ended_by_send and not solver.is_continue(turn.send_tool) and not solver.missing_before_exit():
+            step.stop_reason = "end_turn"
+        return await self._commit(run, step, rows, state, pending_approval_id=pending_id)
 
     def _response_rows(
         self, run: StartedRun, step_id: str, response: LLMResponse
@@ -246,54 +262,181 @@ class AgentLoop:
         self,
         run: StartedRun,
         control: RunControl,
+        turn: _Turn,
         step_id: str | None,
         calls: list[dict[str, Any]],
-        send_tool: str | None = None,
-    ) -> tuple[list[MessageRow], list[dict[str, Any]]]:
+        *,
+        approved: bool = False,
+    ) -> tuple[list[MessageRow], list[dict[str, Any]], list[str]]:
+        """Run the calls in order, each checked against the tool rules just before it runs and
+        recorded just after; a stretch of parallel-safe custom tools is checked, then run at once.
+
+        Returns the tool-return rows and LLM messages in call order, and the names that ran. A call
+        the rules refuse does not run: its return is the refusal. ``approved`` calls were let through
+        by a human after the rules had already allowed them.
+        """
         rows: list[MessageRow] = []
         results: list[dict[str, Any]] = []
-        for call in calls:
-            status, text = await self._execute_one(run, control, call, send_tool)
-            rows.append(
-                new_message(
-                    run.run_id,
-                    run.agent.id,
-                    "tool_return_message",
-                    tool_return_body(call["tool_call_id"], call["name"], status, text),
-                    step_id=step_id,
-                    is_err=status == "error",
-                    otid=new_id("otid"),
+        executed: list[str] = []
+        for batch in _batches(calls, turn):
+            refusals = {c["tool_call_id"]: v for c in batch if (v := None if approved else turn.check(c))}
+            runnable = [c for c in batch if c["tool_call_id"] not in refusals]
+            outcomes: list[ToolOutcome] = []
+            if len(runnable) > 1:
+                outcomes = list(
+                    await asyncio.gather(*(self._execute_one(run, control, turn, c) for c in runnable))
                 )
-            )
-            results.append({"role": "tool", "tool_call_id": call["tool_call_id"], "content": text})
-        return rows, results
+            elif runnable:
+                outcomes = [await self._execute_one(run, control, turn, runnable[0])]
+            by_id = {c["tool_call_id"]: o for c, o in zip(runnable, outcomes, strict=True)}
+            for call in batch:
+                call_id = call["tool_call_id"]
+                if call_id in refusals:
+                    outcome = ToolOutcome("error", refusals[call_id])
+                else:
+                    outcome = by_id[call_id]
+                    executed.append(call["name"])
+                    violation = turn.record(call["name"], outcome)
+                    if violation is not None:
+                        outcome = ToolOutcome(
+                            "error", f"{outcome.text}\n{violation}", outcome.stdout, outcome.stderr
+                        )
+                rows.append(self._return_row(run, step_id, call, outcome))
+                results.append({"role": "tool", "tool_call_id": call_id, "content": outcome.text})
+        return rows, results, executed
 
     async def _execute_one(
-        self, run: StartedRun, control: RunControl, call: dict[str, Any], send_tool: str | None
-    ) -> tuple[str, str]:
+        self, run: StartedRun, control: RunControl, turn: _Turn, call: dict[str, Any]
+    ) -> ToolOutcome:
         name = call["name"]
         try:
             args = json.loads(call["arguments"] or "{}")
         except json.JSONDecodeError as exc:
-            return (
+            return ToolOutcome(
                 "error",
                 f"the arguments of '{name}' are not valid JSON ({exc.msg}); call it again with a JSON object",
             )
         if not isinstance(args, dict):
-            return "error", f"the arguments of '{name}' must be a JSON object"
-        if name in BUILTIN_TOOLS and name in run.agent.tool_names:
+            return ToolOutcome("error", f"the arguments of '{name}' must be a JSON object")
+        tool = turn.server_tools.get(name)
+        if tool is not None:
+            return await control.interruptible(self._executor.execute(tool, args, turn.context))
+        if name == turn.send_tool:
+            return ToolOutcome("success", SEND_MESSAGE_RESULT)
+        return ToolOutcome("error", f"tool '{name}' does not exist; available tools: {sorted(turn.specs)}")
 
-            async def search(query: str, roles: list[str] | None, limit: int) -> list[dict[str, Any]]:
-                return await self._store.search_messages(run.agent.id, query, roles, limit)
+    @staticmethod
+    def _call_row(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> MessageRow:
+        return new_message(
+            run.run_id,
+            run.agent.id,
+            "tool_call_message",
+            {"tool_call": call, "tool_calls": [call]},
+            step_id=step_id,
+            otid=new_id("otid"),
+        )
 
-            try:
-                return "success", await control.interruptible(run_builtin(name, args, run.blocks, search))
-            except ToolFailed as exc:
-                return "error", str(exc)
-        if name == send_tool:
-            return "success", SEND_MESSAGE_RESULT
-        available = sorted([n for n in run.agent.tool_names if n in BUILTIN_TOOLS])
-        return "error", f"tool '{name}' does not exist; available tools: {available}"
+    @staticmethod
+    def _return_row(
+        run: StartedRun, step_id: str | None, call: dict[str, Any], outcome: ToolOutcome
+    ) -> MessageRow:
+        return new_message(
+            run.run_id,
+            run.agent.id,
+            "tool_return_message",
+            tool_return_body(
+                call["tool_call_id"],
+                call["name"],
+                outcome.status,
+                outcome.text,
+                outcome.stdout,
+                outcome.stderr,
+            ),
+            step_id=step_id,
+            is_err=outcome.status == "error",
+            otid=new_id("otid"),
+        )
+
+
+class _Turn:
+    """What one run knows about its tools: specs by name, the rules' state, the execution context."""
+
+    def __init__(self, run: StartedRun, request: dict[str, Any]) -> None:
+        self.server_tools: dict[str, AgentTool] = {t.name: t for t in run.agent.tools}
+        self.client_tools: dict[str, dict[str, Any]] = {
+            t["name"]: t for t in request.get("client_tools") or []
+        }
+        self.specs: dict[str, ToolSpec] = {name: tool.spec() for name, tool in self.server_tools.items()}
+        for name, tool in self.client_tools.items():
+            if name not in self.specs:
+                self.specs[name] = ToolSpec(
+                    name,
+                    tool.get("description") or "",
+                    tool.get("parameters") or {"type": "object", "properties": {}},
+                )
+        self.send_tool: str = request.get("assistant_message_tool_name") or "send_message"
+        self.solver = ToolRuleSolver(run.agent.tool_rules)
+        self.context = ToolContext(run.agent.id, run.blocks, run.agent.env)
+
+    def is_client(self, name: str) -> bool:
+        return name in self.client_tools and name not in self.server_tools
+
+    def needs_human(self, name: str) -> bool:
+        """A client-side tool (the client runs it) or a server tool whose calls need approval."""
+        return self.is_client(name) or (name in self.server_tools and self.solver.requires_approval(name))
+
+    def check(self, call: dict[str, Any]) -> str | None:
+        """The rules' refusal of this call, or None; a run-first prefill is applied to its arguments.
+
+        Names the agent does not have (and the legacy send tool) are answered by ``_execute_one`` and
+        neither checked nor counted by the rules.
+        """
+        name = call["name"]
+        if name not in self.specs:
+            return None
+        violation = self.solver.check_call(name, list(self.specs))
+        if violation is None:
+            prefill = self.solver.prefilled_args(name)
+            if prefill:
+                call["arguments"] = _merged_arguments(call["arguments"], prefill)
+        return violation
+
+    def record(self, name: str, outcome: ToolOutcome) -> str | None:
+        if name not in self.specs:
+            return None
+        return self.solver.record_call(name, outcome.text, status=outcome.status)
+
+
+def _batches(calls: list[dict[str, Any]], turn: _Turn) -> list[list[dict[str, Any]]]:
+    """Consecutive calls of tools that allow parallel execution form one batch; others run alone."""
+    batches: list[list[dict[str, Any]]] = []
+    previous_parallel = False
+    for call in calls:
+        tool = turn.server_tools.get(call["name"])
+        parallel = tool is not None and tool.is_custom and tool.enable_parallel_execution
+        if parallel and previous_parallel:
+            batches[-1].append(call)
+        else:
+            batches.append([call])
+        previous_parallel = parallel
+    return batches
+
+
+def _merged_arguments(arguments: str, prefill: dict[str, Any]) -> str:
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        args = {}
+    if not isinstance(args, dict):
+        args = {}
+    return json.dumps({**args, **prefill})
+
+
+def _required_reminder(missing: list[str]) -> str:
+    return (
+        f"[system] The turn cannot end yet: first call {', '.join(missing)} "
+        "(the agent's tool rules require it before finishing)."
+    )
 
 
 class _RunState:

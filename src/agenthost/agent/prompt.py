@@ -9,7 +9,9 @@ from typing import Any
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with a persistent memory. Your core memory is made of the blocks "
     "shown below; keep them current with the memory tools when you learn something worth keeping, "
-    "and use conversation_search to look back at earlier messages. Answer the user directly in text."
+    "use conversation_search to look back at earlier messages, and archival_memory_insert/"
+    "archival_memory_search for long-term facts that do not fit in core memory. Answer the user "
+    "directly in text."
 )
 
 

@@ -12,10 +12,20 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentBlockRow, AgentRow, BlockRow, MessageRow, RunRow, StepRow
+from agenthost.db.rows import (
+    AgentBlockRow,
+    AgentRow,
+    AgentToolRow,
+    BlockRow,
+    MessageRow,
+    RunRow,
+    StepRow,
+    ToolRow,
+)
 from agenthost.db.types import utcnow
 
 ERROR_STOP_REASONS = {
@@ -44,7 +54,9 @@ class AgentSnapshot:
     model: str
     context_window: int
     max_tokens: int | None
-    tool_names: list[str]
+    tools: list[AgentTool]
+    tool_rules: list[dict[str, Any]]
+    env: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -141,7 +153,11 @@ class RunStore:
                     model=agent.model,
                     context_window=agent.context_window,
                     max_tokens=agent.max_tokens,
-                    tool_names=list(agent.tool_names),
+                    tools=[
+                        AgentTool.from_row(t) for t in (await conn.execute(_TOOLS, {"aid": agent_id})).all()
+                    ],
+                    tool_rules=list(agent.tool_rules or []),
+                    env=dict(agent.tool_exec_environment_variables or {}),
                 ),
                 blocks=[BlockState(*b) for b in blocks],
                 history=list(history),
@@ -242,7 +258,8 @@ _AGENT = (
         AgentRow.model,
         AgentRow.context_window,
         AgentRow.max_tokens,
-        AgentRow.tool_names,
+        AgentRow.tool_rules,
+        AgentRow.tool_exec_environment_variables,
         AgentRow.pending_approval_id,
     )
     .where(AgentRow.id == bindparam("aid"))
@@ -261,6 +278,21 @@ _BLOCKS = (
     .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
     .where(AgentBlockRow.agent_id == bindparam("aid"))
     .order_by(AgentBlockRow.position, BlockRow.seq)
+)
+_TOOLS = (
+    select(
+        ToolRow.id,
+        ToolRow.name,
+        ToolRow.tool_type,
+        ToolRow.description,
+        ToolRow.json_schema,
+        ToolRow.source_code,
+        ToolRow.return_char_limit,
+        ToolRow.enable_parallel_execution,
+    )
+    .join(AgentToolRow, AgentToolRow.tool_id == ToolRow.id)
+    .where(AgentToolRow.agent_id == bindparam("aid"))
+    .order_by(AgentToolRow.position)
 )
 _FENCE = (
     update(RunRow).where(RunRow.id == bindparam("rid"), RunRow.status == "running").values(status="running")

@@ -33,6 +33,8 @@ class LLMRequest:
     max_tokens: int | None = None
     enable_thinking: bool = False
     parallel_tool_calls: bool | None = None
+    # "required" when a tool rule demands that the next response calls a tool.
+    tool_choice: str | None = None
     return_logprobs: bool = False
     top_logprobs: int | None = None
 

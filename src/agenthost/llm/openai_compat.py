@@ -51,6 +51,8 @@ class OpenAICompatClient(LLMClient):
             ]
             if request.parallel_tool_calls is not None:
                 kwargs["parallel_tool_calls"] = request.parallel_tool_calls
+            if request.tool_choice is not None:
+                kwargs["tool_choice"] = request.tool_choice
         if request.max_tokens is not None:
             kwargs["max_tokens"] = request.max_tokens
         if request.return_logprobs:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from agenthost.schemas.blocks import Block, BlockCreate
 from agenthost.schemas.common import StopReason, WireModel
+from agenthost.schemas.tools import Tool
 
 AgentType = Literal[
     "memgpt_agent",
@@ -48,12 +49,15 @@ class AgentCreate(WireModel):
     memory_blocks: list[BlockCreate] | None = None
     block_ids: list[str] | None = None
     tools: list[str] | None = None
+    tool_ids: list[str] | None = None
     include_base_tools: bool = True
     tool_rules: list[dict[str, Any]] | None = None
     tags: list[str] | None = None
     description: str | None = None
     metadata: dict[str, Any] | None = None
     tool_exec_environment_variables: dict[str, str] | None = None
+    # Newer SDKs' name for tool_exec_environment_variables; both are merged.
+    secrets: dict[str, str] | None = None
     timezone: str | None = None
     message_buffer_autoclear: bool = False
 
@@ -77,7 +81,9 @@ class AgentUpdate(WireModel):
     description: str | None = None
     metadata: dict[str, Any] | None = None
     tool_rules: list[dict[str, Any]] | None = None
+    tool_ids: list[str] | None = None
     tool_exec_environment_variables: dict[str, str] | None = None
+    secrets: dict[str, str] | None = None
     timezone: str | None = None
     message_buffer_autoclear: bool | None = None
 
@@ -93,17 +99,6 @@ class LlmConfig(BaseModel):
     temperature: float | None = None
     enable_reasoner: bool | None = None
     parallel_tool_calls: bool | None = None
-
-
-class Tool(BaseModel):
-    id: str
-    name: str
-    description: str | None = None
-    tool_type: str
-    source_type: str | None = None
-    json_schema: dict[str, Any] | None = None
-    tags: list[str] = Field(default_factory=list)
-    default_requires_approval: bool | None = None
 
 
 class Memory(BaseModel):

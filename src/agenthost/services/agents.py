@@ -8,17 +8,27 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthost.agent.builtin_tools import BASE_TOOL_NAMES, BUILTIN_TOOLS
+from agenthost.agent.builtin_tools import BASE_TOOL_NAMES
 from agenthost.agent.prompt import DEFAULT_SYSTEM
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentBlockRow, AgentRow, AgentTagRow, BlockRow, MessageRow
+from agenthost.db.rows import (
+    AgentBlockRow,
+    AgentRow,
+    AgentTagRow,
+    AgentToolRow,
+    BlockRow,
+    MessageRow,
+    ToolRow,
+)
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
-from agenthost.schemas.agents import AgentCreate, AgentState, AgentUpdate, EnvVar, LlmConfig, Memory, Tool
+from agenthost.schemas.agents import AgentCreate, AgentState, AgentUpdate, EnvVar, LlmConfig, Memory
 from agenthost.services.pagination import Page, paginate
+from agenthost.services.tools import attach_tool_rows, tool_view
 from agenthost.services.views import block_view, message_view
 from agenthost.settings import Settings
+from agenthost.tools.rules import validate_tool_rules
 
 ALL_INCLUDES = ("agent.blocks", "agent.tools", "agent.tags", "agent.pending_approval", "agent.secrets")
 
@@ -58,14 +68,7 @@ class AgentService:
                 loc=("body", "model"),
             )
         self._providers.resolve(handle, loc=("body", "model"))
-        tools = list(BASE_TOOL_NAMES) if body.include_base_tools else []
-        for i, name in enumerate(body.tools or []):
-            if name not in BUILTIN_TOOLS:
-                raise InvalidArgument(
-                    f"unknown tool '{name}'; available: {sorted(BUILTIN_TOOLS)}", loc=("body", "tools", i)
-                )
-            if name not in tools:
-                tools.append(name)
+        rules = validate_tool_rules(body.tool_rules or [])
         labels = [b.label for b in body.memory_blocks or []]
         if len(labels) != len(set(labels)):
             raise InvalidArgument("memory_blocks labels must be unique", loc=("body", "memory_blocks"))
@@ -88,15 +91,18 @@ class AgentService:
                 context_window=body.context_window_limit or self._settings.default_context_window,
                 max_tokens=body.max_tokens,
                 embedding=body.embedding,
-                tool_names=tools,
-                tool_rules=body.tool_rules or [],
-                tool_exec_environment_variables=body.tool_exec_environment_variables or {},
+                tool_rules=rules,
+                tool_exec_environment_variables={
+                    **(body.tool_exec_environment_variables or {}),
+                    **(body.secrets or {}),
+                },
                 metadata_=body.metadata,
                 timezone=body.timezone,
                 message_buffer_autoclear=body.message_buffer_autoclear,
             )
             session.add(row)
             await session.flush()
+            await attach_tool_rows(session, row, await self._requested_tools(session, body))
             for position, block in enumerate(body.memory_blocks or []):
                 block_row = BlockRow(
                     id=new_id("block"),
@@ -131,6 +137,27 @@ class AgentService:
                 session.add(AgentTagRow(agent_id=agent_id, tag=tag))
             await session.flush()
             return await self._state(session, row, ALL_INCLUDES)
+
+    @staticmethod
+    async def _requested_tools(session: AsyncSession, body: AgentCreate) -> list[ToolRow]:
+        """The base tools (unless left out), then ``tools`` by name and ``tool_ids``, in that order."""
+        names = [*(BASE_TOOL_NAMES if body.include_base_tools else ()), *(body.tools or [])]
+        by_name = {
+            t.name: t for t in (await session.scalars(select(ToolRow).where(ToolRow.name.in_(names)))).all()
+        }
+        for i, name in enumerate(body.tools or []):
+            if name not in by_name:
+                raise InvalidArgument(
+                    f"no tool named '{name}' (see GET /v1/tools/)", loc=("body", "tools", i)
+                )
+        tools = [by_name[n] for n in names if n in by_name]
+        for i, tool_id in enumerate(body.tool_ids or []):
+            check_id(tool_id, "tool", ("body", "tool_ids", i))
+            tool = await session.scalar(select(ToolRow).where(ToolRow.id == tool_id))
+            if tool is None:
+                raise InvalidArgument(f"tool '{tool_id}' not found", loc=("body", "tool_ids", i))
+            tools.append(tool)
+        return tools
 
     async def retrieve(self, agent_id: str, include: Sequence[str]) -> AgentState:
         async with self._db.read_session() as session:
@@ -187,14 +214,31 @@ class AgentService:
                         row.context_window = value
                 elif key == "metadata":
                     row.metadata_ = value
-                elif key in ("tool_rules", "tool_exec_environment_variables"):
-                    setattr(row, key, value or ([] if key == "tool_rules" else {}))
+                elif key == "tool_rules":
+                    row.tool_rules = validate_tool_rules(value or [])
+                elif key in ("tool_exec_environment_variables", "secrets"):
+                    row.tool_exec_environment_variables = value or {}
+                elif key == "tool_ids":
+                    await self._replace_tools(session, row, value or [])
                 elif key in ("name", "system", "model", "message_buffer_autoclear") and value is None:
                     raise InvalidArgument(f"{key} cannot be null", loc=("body", key))
                 else:
                     setattr(row, key, value)
             await session.flush()
             return await self._state(session, row, ALL_INCLUDES)
+
+    @staticmethod
+    async def _replace_tools(session: AsyncSession, row: AgentRow, tool_ids: list[str]) -> None:
+        tools: list[ToolRow] = []
+        for i, tool_id in enumerate(tool_ids):
+            check_id(tool_id, "tool", ("body", "tool_ids", i))
+            tool = await session.scalar(select(ToolRow).where(ToolRow.id == tool_id))
+            if tool is None:
+                raise InvalidArgument(f"tool '{tool_id}' not found", loc=("body", "tool_ids", i))
+            tools.append(tool)
+        await session.execute(delete(AgentToolRow).where(AgentToolRow.agent_id == row.id))
+        await session.flush()
+        await attach_tool_rows(session, row, tools)
 
     async def delete(self, agent_id: str) -> None:
         async with self._db.session() as session:
@@ -219,7 +263,19 @@ class AgentService:
             tags = list(
                 (await session.scalars(select(AgentTagRow.tag).where(AgentTagRow.agent_id == row.id))).all()
             )
-        tools = [_tool_view(name) for name in row.tool_names] if "agent.tools" in include else []
+        tools = []
+        if "agent.tools" in include:
+            tools = [
+                tool_view(t)
+                for t in (
+                    await session.scalars(
+                        select(ToolRow)
+                        .join(AgentToolRow, AgentToolRow.tool_id == ToolRow.id)
+                        .where(AgentToolRow.agent_id == row.id)
+                        .order_by(AgentToolRow.position)
+                    )
+                ).all()
+            ]
         pending: dict[str, Any] | None = None
         if row.pending_approval_id is not None and "agent.pending_approval" in include:
             msg = await session.scalar(select(MessageRow).where(MessageRow.id == row.pending_approval_id))
@@ -263,15 +319,3 @@ class AgentService:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
-
-
-def _tool_view(name: str) -> Tool:
-    tool = BUILTIN_TOOLS[name]
-    return Tool(
-        id=tool.id,
-        name=tool.name,
-        description=tool.description,
-        tool_type=tool.tool_type,
-        source_type="python",
-        json_schema={"name": tool.name, "description": tool.description, "parameters": tool.parameters},
-    )
