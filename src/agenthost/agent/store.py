@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
@@ -143,7 +143,7 @@ class RunStore:
             if pending is not None:
                 await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
             history = (await conn.execute(_HISTORY, {"aid": agent_id})).all()
-            blocks = (await conn.execute(_BLOCKS, {"aid": agent_id})).all()
+            blocks = await block_states(conn, agent_id)
             return StartedRun(
                 run_id=run_id,
                 request=request,
@@ -159,7 +159,7 @@ class RunStore:
                     tool_rules=list(agent.tool_rules or []),
                     env=dict(agent.tool_exec_environment_variables or {}),
                 ),
-                blocks=[BlockState(*b) for b in blocks],
+                blocks=blocks,
                 history=list(history),
                 approved_calls=approved,
             )
@@ -316,6 +316,11 @@ _AGENT_LAST_RUN = (
 )
 _INSERT_STEP = insert(StepRow)
 _INSERT_MESSAGES = insert(MessageRow)
+
+
+async def block_states(conn: AsyncConnection | AsyncSession, agent_id: str) -> list[BlockState]:
+    """The agent's memory blocks, in prompt order, as a run (or a direct tool call) edits them."""
+    return [BlockState(*b) for b in (await conn.execute(_BLOCKS, {"aid": agent_id})).all()]
 
 
 async def _end_run(

@@ -8,9 +8,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor
-from agenthost.agent.prompt import BlockState
+from agenthost.agent.store import block_states
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentBlockRow, AgentToolRow, BlockRow, ToolRow
+from agenthost.db.rows import AgentToolRow, BlockRow, ToolRow
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.schemas.tools import Tool, ToolExecutionResult
@@ -65,7 +65,7 @@ class AgentToolService:
         async with self._db.read_session() as session:
             agent = await get_agent_row(session, agent_id)
             tool = await self._attached_by_name(session, agent_id, tool_name)
-            blocks = await _block_states(session, agent_id)
+            blocks = await block_states(session, agent_id)
             env = dict(agent.tool_exec_environment_variables or {})
         context = ToolContext(agent_id=agent_id, blocks=blocks, env=env)
         outcome = await self._executor.execute(AgentTool.from_row(tool), args, context)
@@ -95,22 +95,3 @@ class AgentToolService:
         if tool is None:
             raise NotFound(f"agent '{agent_id}' has no tool named '{tool_name}'")
         return tool
-
-
-async def _block_states(session: AsyncSession, agent_id: str) -> list[BlockState]:
-    rows = (
-        await session.execute(
-            select(
-                BlockRow.id,
-                BlockRow.label,
-                BlockRow.value,
-                BlockRow.limit,
-                BlockRow.description,
-                BlockRow.read_only,
-            )
-            .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
-            .where(AgentBlockRow.agent_id == agent_id)
-            .order_by(AgentBlockRow.position, BlockRow.seq)
-        )
-    ).all()
-    return [BlockState(*r) for r in rows]
