@@ -13,6 +13,7 @@ from agenthost.api import (
     agents,
     archival,
     blocks,
+    compaction,
     core_memory,
     health,
     messages,
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, providers: Providers | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(health.router)
     protected = [Depends(require_password)]
-    for module in (models, agents, agent_tools, core_memory, tools, blocks, messages, runs):
+    for module in (models, agents, agent_tools, core_memory, tools, blocks, messages, compaction, runs):
         app.include_router(module.router, dependencies=protected)
     app.include_router(archival.router, dependencies=protected)
     app.include_router(archival.passages_router, dependencies=protected)

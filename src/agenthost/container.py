@@ -70,7 +70,13 @@ class Container:
             timeout_s=settings.tool_timeout_s,
             memory_mb=settings.tool_memory_mb,
         )
-        loop = AgentLoop(store, providers, executor, on_finished=callbacks.notify)
+        loop = AgentLoop(
+            store,
+            providers,
+            executor,
+            on_finished=callbacks.notify,
+            thinking_budget_tokens=settings.thinking_budget_tokens,
+        )
         engine = EmbeddedEngine(
             db, loop, max_concurrent=settings.max_concurrent_runs, shutdown_grace_s=settings.shutdown_grace_s
         )

@@ -28,6 +28,7 @@ def test_one_llm_response_is_merged_back_into_one_assistant_message() -> None:
         {
             "role": "assistant",
             "content": "let me note that",
+            "reasoning": [{"text": "thinking", "signature": None}],
             "tool_calls": [
                 {
                     "id": "c1",
@@ -77,3 +78,18 @@ def test_tool_results_without_their_call_are_left_out() -> None:
         _row("assistant_message", {"content": "hello"}, "s1"),
     ]
     assert [m["role"] for m in llm_messages(rows)] == ["user", "assistant"]
+
+
+def test_signed_and_redacted_reasoning_go_back_with_their_response() -> None:
+    rows = [
+        _row("user_message", {"content": "hi"}),
+        _row("reasoning_message", {"reasoning": "weigh it", "signature": "sig-1"}, "s1"),
+        _row("hidden_reasoning_message", {"state": "redacted", "hidden_reasoning": "opaque"}, "s1"),
+        _row("assistant_message", {"content": "hello"}, "s1"),
+        _row("user_message", {"content": "again"}),
+    ]
+    assert llm_messages(rows)[1] == {
+        "role": "assistant",
+        "content": "hello",
+        "reasoning": [{"text": "weigh it", "signature": "sig-1"}, {"redacted": "opaque"}],
+    }

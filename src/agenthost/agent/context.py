@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agenthost.db.rows import MessageRow
+from agenthost.llm.base import Reasoning
 
-_ASSISTANT_SIDE = {"assistant_message", "tool_call_message", "approval_request_message", "reasoning_message"}
+_ASSISTANT_SIDE = {
+    "assistant_message",
+    "tool_call_message",
+    "approval_request_message",
+    "reasoning_message",
+    "hidden_reasoning_message",
+}
 
 
-def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
-    """Rows of one agent in order → chat messages. Rows of one LLM response (same step) merge into one."""
+def llm_messages(rows: Sequence[Any], images: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Rows of one agent in order → chat messages. Rows of one LLM response (same step) merge into one.
+
+    ``images`` maps the stored image files the rows name to their data URLs (``image_file_ids``).
+    Compaction records (``summary_message``, ``event_message``) are not part of the context: the
+    current summary reaches the model through ``summary_message`` below.
+    """
     out: list[dict[str, Any]] = []
     # Tool results whose call is not in the history (its run was deleted) would make the request
     # invalid for every provider; they are left out.
@@ -32,7 +43,7 @@ def llm_messages(rows: Sequence[MessageRow]) -> list[dict[str, Any]]:
             continue
         current, current_step = None, None
         if kind == "user_message":
-            out.append({"role": "user", "content": _user_content(body.get("content", ""))})
+            out.append({"role": "user", "content": _user_content(body.get("content", ""), images or {})})
         elif kind == "system_message":
             out.append({"role": "system", "content": str(body.get("content", ""))})
         elif kind == "assistant_message":
@@ -59,6 +70,19 @@ def _merge_assistant(msg: dict[str, Any], kind: str, body: dict[str, Any]) -> No
     elif kind == "approval_request_message":
         calls = body.get("tool_calls") or [body["tool_call"]]
         msg.setdefault("tool_calls", []).extend(_call(c) for c in calls)
+    elif kind == "reasoning_message":
+        msg.setdefault("reasoning", []).append(
+            {"text": body.get("reasoning", ""), "signature": body.get("signature")}
+        )
+    elif kind == "hidden_reasoning_message" and body.get("hidden_reasoning"):
+        msg.setdefault("reasoning", []).append({"redacted": body["hidden_reasoning"]})
+
+
+def reasoning_dict(piece: Reasoning) -> dict[str, Any]:
+    """A response's reasoning piece as the ``reasoning`` key of a neutral assistant message holds it."""
+    if piece.redacted is not None:
+        return {"redacted": piece.redacted}
+    return {"text": piece.text or "", "signature": piece.signature}
 
 
 def _call(call: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +99,7 @@ def _text_of(content: Any) -> str:
     return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
 
 
-def _user_content(content: Any) -> Any:
+def _user_content(content: Any, images: Mapping[str, str]) -> Any:
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
@@ -84,14 +108,47 @@ def _user_content(content: Any) -> Any:
         if kind == "text":
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(part["source"])}})
+            url = _image_url(part["source"], images)
+            if url is None:
+                parts.append({"type": "text", "text": "[an image that is no longer stored]"})
+                continue
+            image: dict[str, Any] = {"url": url}
+            if part["source"].get("detail"):
+                image["detail"] = part["source"]["detail"]
+            parts.append({"type": "image_url", "image_url": image})
         else:
             # Structured parts (tool calls/returns, reasoning) sent as input reach the model as JSON text.
             parts.append({"type": "text", "text": json.dumps(part)})
     return parts
 
 
-def _image_url(source: dict[str, Any]) -> str:
+def _image_url(source: dict[str, Any], images: Mapping[str, str]) -> str | None:
     if source.get("type") == "base64" or (source.get("type") == "letta" and source.get("data")):
         return f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
+    if source.get("type") == "letta":
+        return images.get(source["file_id"])
     return str(source.get("url", ""))
+
+
+def image_file_ids(rows: Iterable[Any]) -> set[str]:
+    """The stored image files the user messages among ``rows`` show."""
+    ids: set[str] = set()
+    for row in rows:
+        content = row.body.get("content") if row.message_type == "user_message" else None
+        if isinstance(content, list):
+            for part in content:
+                source = part.get("source") if part.get("type") == "image" else None
+                if source and source.get("type") == "letta" and not source.get("data"):
+                    ids.add(source["file_id"])
+    return ids
+
+
+def summary_message(summary: str) -> dict[str, Any]:
+    """The compacted past as the model sees it: a user message right after the system prompt."""
+    return {
+        "role": "user",
+        "content": (
+            "[system] Earlier messages of this conversation were compacted out of the context window "
+            "(they remain searchable with conversation_search). Summary of them:\n" + summary
+        ),
+    }

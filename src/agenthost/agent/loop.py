@@ -12,9 +12,17 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from agenthost.agent.context import llm_messages
+from agenthost.agent.compaction import (
+    DEFAULT_CLIP_CHARS,
+    KEEP_FRACTION,
+    CompactionOptions,
+    Compactor,
+    reserve_tokens,
+)
+from agenthost.agent.context import llm_messages, reasoning_dict, summary_message
 from agenthost.agent.control import RunControl, RunInterrupted
 from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor, ToolOutcome
 from agenthost.agent.messages import new_message, tool_return_body
@@ -23,7 +31,7 @@ from agenthost.agent.store import Committed, Ending, Rejected, RunStore, Started
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError
 from agenthost.ids import new_id
-from agenthost.llm.base import LLMError, LLMRequest, LLMResponse, LLMToolCall, ToolSpec
+from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall, ToolSpec
 from agenthost.llm.providers import Providers
 from agenthost.tools.rules import ToolRuleSolver
 
@@ -39,7 +47,11 @@ class AgentLoop:
         providers: Providers,
         executor: ToolExecutor,
         on_finished: Callable[[str], None],
+        *,
+        thinking_budget_tokens: int | None = None,
     ) -> None:
+        self._thinking_budget = thinking_budget_tokens
+        self._compactor = Compactor(store)
         self._store = store
         self._providers = providers
         self._executor = executor
@@ -54,8 +66,12 @@ class AgentLoop:
         if isinstance(started, Rejected):
             self._ended(run_id, started.committed)
             return
+        committed: Committed | str
         try:
-            committed = await self._steps(started, control, state)
+            if "compaction" in started.request:
+                committed = await self.compact_only(started, control)
+            else:
+                committed = await self._steps(started, control, state)
             if isinstance(committed, str):
                 await self._finish(run_id, state.ending(committed))
             else:
@@ -97,11 +113,13 @@ class AgentLoop:
     async def _steps(self, run: StartedRun, control: RunControl, state: _RunState) -> Committed | str:
         """The steps; returns the final commit, or a stop reason still to be written (``max_steps``)."""
         request = run.request
+        state.want_logprobs = bool(request.get("return_logprobs"))
+        state.want_turns = bool(request.get("return_token_ids"))
         handle = request.get("override_model") or run.agent.model
         client, model = self._providers.resolve(handle)
         turn = _Turn(run, request)
-        thinking = str(request.get("enable_thinking", "True")).lower() not in ("false", "0", "no")
-        history = llm_messages(run.history)
+        thinking = _flag(request.get("enable_thinking"), default=True)
+        history = llm_messages(run.history, run.images)
 
         def new_step() -> StepRecord:
             return StepRecord(
@@ -115,6 +133,7 @@ class AgentLoop:
             )
             if any(turn.solver.is_terminal(name) for name in executed):
                 step.stop_reason = "tool_rule"
+            state.record_tool_results(run.approved_calls, results)
             committed = await self._commit(run, step, rows, state)
             if committed.ended:
                 return committed
@@ -134,14 +153,19 @@ class AgentLoop:
             )
             llm_request = LLMRequest(
                 model=model,
-                messages=[{"role": "system", "content": system}, *history],
+                messages=self._prompt(run, system, history),
                 tools=[turn.specs[n] for n in allowed],
                 tool_choice="required" if must_call and allowed else None,
                 max_tokens=run.agent.max_tokens,
                 enable_thinking=thinking,
-                return_logprobs=bool(request.get("return_logprobs")),
+                reasoning_budget_tokens=self._thinking_budget,
+                return_logprobs=state.want_logprobs,
                 top_logprobs=request.get("top_logprobs"),
+                return_token_ids=state.want_turns,
             )
+            overflow = await self._fit_context(run, control, client, model, llm_request, system, history)
+            if overflow is not None:
+                return overflow
             step = new_step()
             try:
                 response = await control.interruptible(client.complete(llm_request))
@@ -156,6 +180,7 @@ class AgentLoop:
                 raise
             if state.ttft_ns is None:
                 state.ttft_ns = time.monotonic_ns() - state.t0
+            state.record_generation(response)
             step.prompt_tokens, step.completion_tokens = response.prompt_tokens, response.completion_tokens
             step.total_tokens = response.total_tokens or response.prompt_tokens + response.completion_tokens
             step.cached_input_tokens, step.reasoning_tokens = (
@@ -179,6 +204,80 @@ class AgentLoop:
             if committed.ended:
                 return committed
         return "max_steps"
+
+    @staticmethod
+    def _prompt(run: StartedRun, system: str, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        head = [{"role": "system", "content": system}]
+        if run.agent.context_summary:
+            head.append(summary_message(run.agent.context_summary))
+        return [*head, *history]
+
+    async def _fit_context(
+        self,
+        run: StartedRun,
+        control: RunControl,
+        client: LLMClient,
+        model: str,
+        llm_request: LLMRequest,
+        system: str,
+        history: list[dict[str, Any]],
+    ) -> str | None:
+        """Compact when the prompt would overflow the context window; ``llm_request`` is updated in
+        place. Returns a stop reason when the run cannot go on."""
+        window = run.agent.context_window
+        limit = window - reserve_tokens(window, run.agent.max_tokens)
+        tokens = await control.interruptible(client.count_tokens(llm_request))
+        if tokens <= limit:
+            return None
+        alone = replace(llm_request, messages=[{"role": "system", "content": system}])
+        if await control.interruptible(client.count_tokens(alone)) > limit:
+            return "context_window_overflow_in_system_prompt"
+        compaction = await control.interruptible(
+            self._compactor.compact(
+                run_id=run.run_id,
+                agent_id=run.agent.id,
+                client=client,
+                model=model,
+                context_window=window,
+                trigger="context_window_exceeded",
+                options=CompactionOptions(),
+                tokens_before=tokens,
+            )
+        )
+        if compaction is None:
+            raise AgentHostError(
+                f"the prompt needs {tokens} tokens, more than the {limit} this agent's context window "
+                "leaves, and no older messages are left to compact"
+            )
+        # The kept messages are the newest rows of the context: rebuild the prompt from them.
+        state = await self._store.context_rows(run.agent.id)
+        run.agent.context_summary = state.summary
+        history[:] = llm_messages(state.rows, run.images)
+        llm_request.messages = self._prompt(run, system, history)
+        return None
+
+    async def compact_only(self, run: StartedRun, control: RunControl) -> str:
+        """A forced compaction (``agents.messages.compact``): no LLM turn, only the summary."""
+        options = dict(run.request["compaction"])
+        handle = options.get("model") or run.agent.model
+        client, model = self._providers.resolve(handle)
+        await control.interruptible(
+            self._compactor.compact(
+                run_id=run.run_id,
+                agent_id=run.agent.id,
+                client=client,
+                model=model,
+                context_window=run.agent.context_window,
+                trigger="manual",
+                options=CompactionOptions(
+                    mode=options.get("mode") or "sliding_window",
+                    keep_fraction=options.get("sliding_window_percentage") or KEEP_FRACTION,
+                    prompt=options.get("prompt"),
+                    clip_chars=options.get("clip_chars", DEFAULT_CLIP_CHARS),
+                ),
+            )
+        )
+        return "end_turn"
 
     async def _tool_step(
         self,
@@ -214,6 +313,7 @@ class AgentLoop:
             pending_id = approval.id
         rows.extend(exec_rows)
         history.extend(results)
+        state.record_tool_results(ready, results)
         solver = turn.solver
         ended_by_send = turn.send_tool in executed and turn.send_tool not in turn.server_tools
         if held:
@@ -228,16 +328,20 @@ class AgentLoop:
         self, run: StartedRun, step_id: str, response: LLMResponse
     ) -> tuple[list[MessageRow], dict[str, Any]]:
         rows: list[MessageRow] = []
-        if response.reasoning:
+        for piece in response.reasoning:
+            body: dict[str, Any]
+            if piece.redacted is not None:
+                kind = "hidden_reasoning_message"
+                body = {"state": "redacted", "hidden_reasoning": piece.redacted}
+            else:
+                kind = "reasoning_message"
+                body = {
+                    "reasoning": piece.text or "",
+                    "source": "reasoner_model",
+                    "signature": piece.signature,
+                }
             rows.append(
-                new_message(
-                    run.run_id,
-                    run.agent.id,
-                    "reasoning_message",
-                    {"reasoning": response.reasoning, "source": "reasoner_model", "signature": None},
-                    step_id=step_id,
-                    otid=new_id("otid"),
-                )
+                new_message(run.run_id, run.agent.id, kind, body, step_id=step_id, otid=new_id("otid"))
             )
         if response.content:
             rows.append(
@@ -251,6 +355,8 @@ class AgentLoop:
                 )
             )
         assistant: dict[str, Any] = {"role": "assistant", "content": response.content}
+        if response.reasoning:
+            assistant["reasoning"] = [reasoning_dict(piece) for piece in response.reasoning]
         if response.tool_calls:
             assistant["tool_calls"] = [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -440,14 +546,55 @@ def _required_reminder(missing: list[str]) -> str:
 
 
 class _RunState:
-    __slots__ = ("t0", "ttft_ns")
+    """Timings, and with ``return_logprobs``/``return_token_ids`` the token data the run returns."""
+
+    __slots__ = ("logprobs", "t0", "ttft_ns", "turns", "want_logprobs", "want_turns")
 
     def __init__(self, t0: int) -> None:
         self.t0 = t0
         self.ttft_ns: int | None = None
+        self.want_logprobs = False
+        self.want_turns = False
+        self.logprobs: dict[str, Any] | None = None
+        self.turns: list[dict[str, Any]] = []
+
+    def record_generation(self, response: LLMResponse) -> None:
+        if self.want_logprobs:
+            self.logprobs = response.logprobs
+        if self.want_turns:
+            self.turns.append(
+                {
+                    "role": "assistant",
+                    "content": response.content,
+                    "output_ids": response.output_ids,
+                    "output_token_logprobs": response.output_token_logprobs,
+                }
+            )
+
+    def record_tool_results(self, calls: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """Tool turns (not trainable: the client tokenizes them with loss mask 0), in call order."""
+        if not self.want_turns:
+            return
+        names = {c["tool_call_id"]: c["name"] for c in calls}
+        for result in results:
+            name = names.get(result["tool_call_id"])
+            if name is not None:
+                self.turns.append({"role": "tool", "content": result["content"], "tool_name": name})
 
     def ending(self, stop_reason: str, error: str | None = None) -> Ending:
-        return Ending(stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0)
+        result: dict[str, Any] = {}
+        if self.want_logprobs:
+            result["logprobs"] = self.logprobs
+        if self.want_turns:
+            result["turns"] = self.turns
+        return Ending(stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0, result or None)
+
+
+def _flag(value: Any, *, default: bool) -> bool:
+    """A boolean request field the wire types as a string (``enable_thinking``)."""
+    if value is None:
+        return default
+    return str(value).strip().lower() not in ("false", "0", "no", "off", "")
 
 
 def _call_dict(call: LLMToolCall) -> dict[str, Any]:

@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from agenthost.agent.context import image_file_ids
 from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
 from agenthost.db.database import Database
+from agenthost.db.files import image_data_urls
 from agenthost.db.rows import (
     AgentBlockRow,
     AgentRow,
@@ -57,6 +59,8 @@ class AgentSnapshot:
     tools: list[AgentTool]
     tool_rules: list[dict[str, Any]]
     env: dict[str, str]
+    # The summary of the messages compacted out of the context (``agent/compaction.py``), if any.
+    context_summary: str | None = None
 
 
 @dataclass(slots=True)
@@ -65,9 +69,19 @@ class StartedRun:
     request: dict[str, Any]
     agent: AgentSnapshot
     blocks: list[BlockState]
-    history: list[Any]  # rows with message_type, step_id, body (see agent/context.py)
+    history: list[Any]  # in-context rows with message_type, step_id, body (see agent/context.py)
+    # Stored image files the history shows: file_id → data URL.
+    images: dict[str, str] = field(default_factory=dict)
     # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
     approved_calls: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ContextState:
+    start_seq: int | None
+    summary: str | None
+    pending_approval_id: str | None
+    rows: list[Any]  # seq, id, message_type, step_id, body
 
 
 @dataclass(slots=True)
@@ -86,6 +100,8 @@ class Ending:
     error: str | None = None
     ttft_ns: int | None = None
     duration_ns: int | None = None
+    # What the run returns besides its messages (``logprobs``, ``turns``), kept in the run's metadata.
+    result: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,18 +147,26 @@ class RunStore:
             agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
-            pending = None
-            if agent.pending_approval_id is not None:
-                pending = (await conn.execute(_PENDING, {"mid": agent.pending_approval_id})).first()
-            try:
-                rows, approved = input_rows(RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending)
-            except ValueError as exc:
-                ending = Ending("error", str(exc))
-                return Rejected(str(exc), await _end_run(conn, run_id, ending, ("running",)))
-            await _insert_messages(conn, rows)
-            if pending is not None:
-                await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
-            history = (await conn.execute(_HISTORY, {"aid": agent_id})).all()
+            approved: list[dict[str, Any]] = []
+            # A forced compaction (agents.messages.compact) is a run with no input of its own.
+            if "compaction" not in request:
+                pending = None
+                if agent.pending_approval_id is not None:
+                    pending = (await conn.execute(_PENDING, {"mid": agent.pending_approval_id})).first()
+                try:
+                    rows, approved = input_rows(
+                        RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending
+                    )
+                except ValueError as exc:
+                    ending = Ending("error", str(exc))
+                    return Rejected(str(exc), await _end_run(conn, run_id, ending, ("running",)))
+                await _insert_messages(conn, rows)
+                if pending is not None:
+                    await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
+            history = (
+                await conn.execute(_HISTORY, {"aid": agent_id, "start": agent.context_start_seq or 0})
+            ).all()
+            images = await image_data_urls(conn, image_file_ids(history))
             blocks = await block_states(conn, agent_id)
             return StartedRun(
                 run_id=run_id,
@@ -158,9 +182,11 @@ class RunStore:
                     ],
                     tool_rules=list(agent.tool_rules or []),
                     env=dict(agent.tool_exec_environment_variables or {}),
+                    context_summary=agent.context_summary,
                 ),
                 blocks=blocks,
                 history=list(history),
+                images=images,
                 approved_calls=approved,
             )
 
@@ -205,6 +231,46 @@ class RunStore:
         """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
         async with self._db.transaction() as conn:
             return await _end_run(conn, run_id, ending, from_statuses)
+
+    async def context_rows(self, agent_id: str) -> ContextState:
+        """The agent's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
+        async with self._db.read_session() as session:
+            agent = (await session.execute(_CONTEXT_STATE, {"aid": agent_id})).one()
+            start = agent.context_start_seq
+            rows = (await session.execute(_HISTORY, {"aid": agent_id, "start": start or 0})).all()
+            return ContextState(start, agent.context_summary, agent.pending_approval_id, list(rows))
+
+    async def apply_compaction(
+        self,
+        run_id: str,
+        agent_id: str,
+        expected_start: int | None,
+        new_start: int,
+        summary: str,
+        messages: list[MessageRow],
+    ) -> bool:
+        """Move the context's start and store the summary, with the compaction's records, atomically.
+
+        ``False`` (nothing written) when the run is no longer running or another compaction of this
+        agent moved the start first.
+        """
+        async with self._db.transaction() as conn:
+            fenced = await conn.execute(_FENCE, {"rid": run_id})
+            if fenced.rowcount != 1:
+                return False
+            stmt = (
+                update(AgentRow)
+                .where(AgentRow.id == agent_id)
+                .values(context_start_seq=new_start, context_summary=summary)
+            )
+            if expected_start is None:
+                stmt = stmt.where(AgentRow.context_start_seq.is_(None))
+            else:
+                stmt = stmt.where(AgentRow.context_start_seq == expected_start)
+            if (await conn.execute(stmt)).rowcount != 1:
+                return False  # the only write so far is the no-op fence
+            await _insert_messages(conn, messages)
+            return True
 
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int
@@ -261,14 +327,20 @@ _AGENT = (
         AgentRow.tool_rules,
         AgentRow.tool_exec_environment_variables,
         AgentRow.pending_approval_id,
+        AgentRow.context_start_seq,
+        AgentRow.context_summary,
     )
     .where(AgentRow.id == bindparam("aid"))
     .with_for_update()
 )
+_CONTEXT_STATE = select(
+    AgentRow.context_start_seq, AgentRow.context_summary, AgentRow.pending_approval_id
+).where(AgentRow.id == bindparam("aid"))
 _PENDING = select(MessageRow.id, MessageRow.run_id, MessageRow.body).where(MessageRow.id == bindparam("mid"))
+# Only the messages in the context window: a run's cost follows the window, not the whole history.
 _HISTORY = (
-    select(MessageRow.message_type, MessageRow.step_id, MessageRow.body)
-    .where(MessageRow.agent_id == bindparam("aid"))
+    select(MessageRow.seq, MessageRow.id, MessageRow.message_type, MessageRow.step_id, MessageRow.body)
+    .where(MessageRow.agent_id == bindparam("aid"), MessageRow.seq >= bindparam("start"))
     .order_by(MessageRow.seq)
 )
 _BLOCKS = (
@@ -335,9 +407,12 @@ async def _end_run(
         RunRow.total_duration_ns: ending.duration_ns,
         RunRow.callback_pending: RunRow.callback_url.is_not(None),
     }
+    metadata: dict[str, Any] = dict(ending.result or {})
     if ending.error is not None:
         # Run metadata holds only what the server records (the API takes none on create).
-        values[RunRow.metadata_] = {"error": ending.error}
+        metadata["error"] = ending.error
+    if metadata:
+        values[RunRow.metadata_] = metadata
     ended = (
         await conn.execute(
             update(RunRow)

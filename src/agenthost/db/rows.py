@@ -39,6 +39,10 @@ class AgentRow(Base):
     message_buffer_autoclear: Mapped[bool] = mapped_column(Boolean, default=False)
     # The approval_request_message a new user message would collide with (409 PENDING_APPROVAL).
     pending_approval_id: Mapped[str | None] = mapped_column(String(64))
+    # Compaction: messages before this seq are out of the LLM's context (still stored and searchable);
+    # the summary of everything evicted so far stands in for them.
+    context_start_seq: Mapped[int | None] = mapped_column(SeqKey)
+    context_summary: Mapped[str | None] = mapped_column(Text)
     last_run_completion: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_run_duration_ms: Mapped[int | None] = mapped_column(Integer)
     last_stop_reason: Mapped[str | None] = mapped_column(String(64))
@@ -235,3 +239,16 @@ class PassageTagRow(Base):
     passage_id: Mapped[str] = mapped_column(ForeignKey("passages.id", ondelete="CASCADE"), primary_key=True)
     tag: Mapped[str] = mapped_column(String(255), primary_key=True)
     agent_id: Mapped[str] = mapped_column(String(64))
+
+
+class FileRow(Base):
+    """An image a message refers to by ``file_id`` (stored once, not inline in every message body)."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    media_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -136,6 +136,8 @@ class MessageRequestBase(WireModel):
         names = [tool.name for tool in self.client_tools or []]
         if len(names) != len(set(names)):
             raise ValueError("client_tools names must be unique")
+        if self.top_logprobs is not None and not self.return_logprobs:
+            raise ValueError("top_logprobs needs return_logprobs=true")
         return self
 
     def input_messages(self) -> list[MessageCreate | ApprovalCreate | MessageToolReturnCreate]:
@@ -179,3 +181,7 @@ class LettaResponse(BaseModel):
     messages: list[dict[str, Any]]
     stop_reason: StopReasonOut
     usage: UsageOut
+    # With return_logprobs: the last LLM call's logprobs (OpenAI's shape).
+    logprobs: dict[str, Any] | None = None
+    # With return_token_ids: every generation's token ids and logprobs, and the tool results between.
+    turns: list[dict[str, Any]] | None = None

@@ -61,7 +61,7 @@ class AgentService:
         self._providers = providers
 
     async def create(self, body: AgentCreate) -> AgentState:
-        handle = body.model or self._settings.default_model
+        handle = body.model or self._providers.default_handle()
         if handle is None:
             raise InvalidArgument(
                 "model is required (a handle like 'openai/gpt-4o-mini'; see GET /v1/models/)",
@@ -88,7 +88,7 @@ class AgentService:
                 system=body.system if body.system is not None else DEFAULT_SYSTEM,
                 description=body.description,
                 model=handle,
-                context_window=body.context_window_limit or self._settings.default_context_window,
+                context_window=body.context_window_limit or self._providers.context_window(handle),
                 max_tokens=body.max_tokens,
                 embedding=body.embedding,
                 tool_rules=rules,

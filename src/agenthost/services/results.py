@@ -11,6 +11,8 @@ from agenthost.db.rows import MessageRow, RunRow, StepRow
 from agenthost.schemas.messages import LettaResponse, StopReasonOut, UsageOut
 from agenthost.services.views import message_views
 
+COMPACTION_TYPES = ("summary_message", "event_message")
+
 
 def view_options(run: RunRow) -> dict[str, Any]:
     """How this run's messages are shown, from its stored ``request_config``."""
@@ -20,6 +22,8 @@ def view_options(run: RunRow) -> dict[str, Any]:
         "use_assistant_message": config.get("use_assistant_message", True),
         "assistant_tool_name": config.get("assistant_message_tool_name") or "send_message",
         "assistant_tool_kwarg": config.get("assistant_message_tool_kwarg") or "message",
+        # Compaction records are part of a run's output only when its request asked for them.
+        "exclude_types": () if config.get("include_compaction_messages") else COMPACTION_TYPES,
     }
 
 
@@ -45,7 +49,10 @@ async def run_result(session: AsyncSession, run: RunRow) -> LettaResponse:
     # The client's own input is not part of what the agent answered.
     produced = [r for r in rows if r.message_type not in ("user_message", "system_message")]
     prompt, completion, total, steps = await run_usage(session, run.id)
+    metadata = run.metadata_ or {}
     return LettaResponse(
+        logprobs=metadata.get("logprobs"),
+        turns=metadata.get("turns"),
         messages=message_views(produced, **view_options(run)),
         stop_reason=StopReasonOut(stop_reason=run.stop_reason or "error"),
         usage=UsageOut(

@@ -14,13 +14,15 @@ from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, MessageRow, RunKeyRow, RunRow, StepRow
 from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
-from agenthost.errors import Conflict, InvalidArgument, NotFound, PendingApproval
+from agenthost.errors import Conflict, InvalidArgument, NotFound, PendingApproval, ServiceUnavailable
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
+from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.agents import get_agent_row
 from agenthost.services.callbacks import CallbackDispatcher
+from agenthost.services.images import store_images
 from agenthost.services.pagination import Page, paginate
 from agenthost.services.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views, run_view, step_view
@@ -69,6 +71,7 @@ class RunService:
             "assistant_message_tool_name": body.assistant_message_tool_name,
             "assistant_message_tool_kwarg": body.assistant_message_tool_kwarg,
             "include_return_message_types": body.include_return_message_types,
+            "include_compaction_messages": body.include_compaction_messages,
         }
         try:
             async with self._db.session() as session:
@@ -80,6 +83,7 @@ class RunService:
                     if earlier is not None:
                         return run_view(earlier)
                 await self._check_approval_state(session, agent_id, agent.pending_approval_id, inputs)
+                await store_images(session, agent_id, inputs)
                 # Built here and inserted with Core: the view needs no read-back, and the ORM unit of
                 # work would cost more than the insert on this hot path.
                 run = RunRow(
@@ -117,6 +121,59 @@ class RunService:
         async with self._db.read_session() as session:
             row = await self._get(session, run.id)
             return await run_result(session, row)
+
+    async def compact(self, agent_id: str, body: CompactionRequest) -> CompactionResponse:
+        """A forced compaction, run as a run of the agent: it waits its turn behind the agent's queued
+        runs (per-agent FIFO), so it never races one, and it is recorded like any run."""
+        check_id(agent_id, "agent")
+        settings = body.compaction_settings or CompactionSettings()
+        if settings.model:
+            self._providers.resolve(settings.model, loc=("body", "compaction_settings", "model"))
+        async with self._db.session() as session:
+            if (await session.execute(_AGENT_STATE, {"aid": agent_id})).first() is None:
+                raise NotFound(f"agent '{agent_id}' not found")
+            run_id = new_id("run")
+            await session.execute(
+                insert(RunRow).values(
+                    id=run_id,
+                    agent_id=agent_id,
+                    status="created",
+                    background=False,
+                    request={"compaction": settings.model_dump(mode="json"), "inputs": []},
+                    request_config={"include_compaction_messages": True},
+                    created_at=utcnow(),
+                )
+            )
+        await self._engine.enqueue(run_id, agent_id)
+        await self._engine.wait(run_id)
+        async with self._db.read_session() as session:
+            run = await self._get(session, run_id)
+            summary = await session.scalar(
+                select(MessageRow.body).where(
+                    MessageRow.run_id == run_id, MessageRow.message_type == "summary_message"
+                )
+            )
+            agent_summary = await session.scalar(
+                select(AgentRow.context_summary).where(AgentRow.id == agent_id)
+            )
+        if run.status != "completed":
+            error = (run.metadata_ or {}).get("error") or run.stop_reason
+            raise ServiceUnavailable(f"the compaction run {run_id} ended {run.status}: {error}")
+        if summary is None:
+            return CompactionResponse(
+                summary=agent_summary or "",
+                num_messages_before=0,
+                num_messages_after=0,
+                run_id=run_id,
+                status="unchanged",
+            )
+        stats = summary.get("compaction_stats") or {}
+        return CompactionResponse(
+            summary=summary["summary"],
+            num_messages_before=int(stats.get("messages_count_before", 0)),
+            num_messages_after=int(stats.get("messages_count_after", 0)),
+            run_id=run_id,
+        )
 
     async def _replay(self, session: AsyncSession, agent_id: str, otids: list[str]) -> RunRow | None:
         keys = (

@@ -73,6 +73,7 @@ def message_views(
     rows: Iterable[MessageRow],
     *,
     include_types: Sequence[str] | None = None,
+    exclude_types: Sequence[str] = (),
     use_assistant_message: bool = True,
     assistant_tool_name: str = "send_message",
     assistant_tool_kwarg: str = "message",
@@ -91,6 +92,8 @@ def message_views(
             if call.get("name") == assistant_tool_name:
                 item = _as_assistant(item, call, assistant_tool_kwarg)
         if allowed is not None and item["message_type"] not in allowed:
+            continue
+        if item["message_type"] in exclude_types:
             continue
         out.append(item)
     return out
