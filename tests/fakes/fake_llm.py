@@ -3,6 +3,12 @@
 Tests share one server and isolate themselves by using their own ``model`` name: replies are queued
 per model with :meth:`FakeLLM.script`, and every request body is logged per model.
 
+A scripted :class:`Text` or :class:`ToolCalls` may carry ``reasoning_content`` (returned as the
+message's ``reasoning_content``, as vLLM and SGLang do). A request with ``logprobs: true`` gets
+:func:`fake_logprobs` of the answer's text, with ``top_logprobs`` alternatives per token.
+``models_error`` makes ``GET /v1/models`` fail while chat keeps working; ``model_info`` adds keys to
+its entries.
+
 ``POST /v1/embeddings`` answers with :func:`fake_embedding` vectors (a bag of hashed words, so texts
 sharing words are near each other); scripting ``Error``/``Delay``/``Hang`` for an embedding model works
 as for chat models, and its requests are logged under that model too.
@@ -31,7 +37,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Self, TypeAlias
 
 import uvicorn
 from starlette.applications import Starlette
@@ -50,6 +56,8 @@ __all__ = [
     "ToolCall",
     "ToolCalls",
     "fake_embedding",
+    "fake_logprobs",
+    "fake_tokens",
     "main",
 ]
 
@@ -64,6 +72,7 @@ class Text:
     content: str
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    reasoning_content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class ToolCalls:
     content: str | None = None
     prompt_tokens: int = 10
     completion_tokens: int = 5
+    reasoning_content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,36 @@ def fake_embedding(text: str, dims: int = EMBEDDING_DIM) -> list[float]:
     return vector
 
 
+def fake_tokens(text: str) -> list[str]:
+    """The fake's tokenisation: each word with the whitespace before it (and trailing whitespace alone)."""
+    return re.findall(r"\s*\S+|\s+", text)
+
+
+def fake_logprobs(text: str, top: int = 0) -> dict[str, Any]:
+    """OpenAI-shaped logprobs for ``text``: token ``i`` has logprob ``-0.1 * (i % 5 + 1)``, and ``top``
+    alternatives (the token itself first, then ``alt1``, ``alt2``, ... one nat less likely each)."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = []
+    for i, token in enumerate(fake_tokens(text)):
+        logprob = round(-0.1 * (i % 5 + 1), 6)
+        alternatives = [entry(token, logprob)] + [
+            entry(f"alt{j}", round(logprob - j, 6)) for j in range(1, top)
+        ]
+        content.append({**entry(token, logprob), "top_logprobs": alternatives[:top]})
+    return {"content": content, "refusal": None}
+
+
+def _request_logprobs(body: dict[str, Any]) -> int | None:
+    """None when the request wants no logprobs, else how many alternatives per token."""
+    if not body.get("logprobs"):
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) else 0
+
+
 def _embedding_item(index: int, vector: list[float], encoding: str | None) -> dict[str, Any]:
     if encoding == "base64":
         packed = b"".join(struct.pack("<f", x) for x in vector)
@@ -156,8 +196,10 @@ def _new_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def _completion(model: str, reply: Text | ToolCalls) -> dict[str, Any]:
+def _completion(model: str, reply: Text | ToolCalls, top_logprobs: int | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.reasoning_content is not None:
+        message["reasoning_content"] = reply.reasoning_content
     finish = "stop"
     if isinstance(reply, ToolCalls) and reply.calls:
         finish = "tool_calls"
@@ -169,17 +211,20 @@ def _completion(model: str, reply: Text | ToolCalls) -> dict[str, Any]:
             }
             for c in reply.calls
         ]
+    logprobs = fake_logprobs(reply.content or "", top_logprobs) if top_logprobs is not None else None
     return {
         "id": _new_id(),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}],
         "usage": _usage(reply),
     }
 
 
-async def _stream(model: str, reply: Text | ToolCalls, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(
+    model: str, reply: Text | ToolCalls, include_usage: bool, top_logprobs: int | None = None
+) -> AsyncIterator[str]:
     cid, created = _new_id(), int(time.time())
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
@@ -193,11 +238,19 @@ async def _stream(model: str, reply: Text | ToolCalls, include_usage: bool) -> A
         }
         return f"data: {json.dumps(body)}\n\n"
 
-    def delta(d: dict[str, Any], finish: str | None = None) -> str:
-        return chunk([{"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}])
+    def delta(d: dict[str, Any], finish: str | None = None, logprobs: dict[str, Any] | None = None) -> str:
+        return chunk([{"index": 0, "delta": d, "logprobs": logprobs, "finish_reason": finish}])
 
     yield delta({"role": "assistant", "content": ""})
+    if reply.reasoning_content:
+        yield delta({"reasoning_content": reply.reasoning_content})
     text = reply.content or ""
+    if top_logprobs is not None:
+        # One chunk per fake token, each with its logprobs (numbered as in the whole answer).
+        whole = fake_logprobs(text, top_logprobs)["content"]
+        for item in whole:
+            yield delta({"content": item["token"]}, logprobs={"content": [item], "refusal": None})
+        text = ""
     step = max(1, -(-len(text) // 3))
     for start in range(0, len(text), step):
         yield delta({"content": text[start : start + step]})
@@ -252,6 +305,10 @@ class FakeLLM:
         record: bool = True,
     ) -> None:
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
+        # When set, GET /v1/models answers with this error (a server that cannot list its models).
+        self.models_error: Error | None = None
+        # Extra keys per model in GET /v1/models entries (vLLM's {"max_model_len": 32768}).
+        self.model_info: dict[str, dict[str, Any]] = {}
         self.host, self.record = host, record
         self._requested_port, self._port = port, 0
         self._cond = threading.Condition()
@@ -329,7 +386,12 @@ class FakeLLM:
         yield
 
     async def _list_models(self, request: Request) -> Response:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+        if self.models_error is not None:
+            return _error_response(self.models_error.status, self.models_error.message)
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "fake", **self.model_info.get(m, {})}
+            for m in self.models
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def _chat(self, request: Request) -> Response:
@@ -383,11 +445,13 @@ class FakeLLM:
             reply = Text("echo: " + _last_user_text(body))
         elif isinstance(reply, ToolCall):
             reply = ToolCalls([reply])
+        top = _request_logprobs(body)
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            return StreamingResponse(_stream(model, reply, include_usage), media_type="text/event-stream")
-        return JSONResponse(_completion(model, reply))
+            stream = _stream(model, reply, include_usage, top)
+            return StreamingResponse(stream, media_type="text/event-stream")
+        return JSONResponse(_completion(model, reply, top))
 
     async def _wait(self, request: Request, seconds: float | None) -> bool:
         """Sleep ``seconds`` (None: forever). False if the client left or the server stopped first."""
@@ -413,7 +477,7 @@ class FakeLLM:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self, timeout: float = 10.0) -> FakeLLM:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start serving; returns once the server accepts connections."""
         if self._thread is not None:
             raise RuntimeError("FakeLLM already started")
@@ -462,7 +526,7 @@ class FakeLLM:
         self._server = self._thread = self._sock = self._loop = self._stop_event = None
         self._port = 0
 
-    def __enter__(self) -> FakeLLM:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

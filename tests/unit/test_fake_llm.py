@@ -13,10 +13,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
-from tests.fakes.fake_llm import Delay, Echo, Error, FakeLLM, Hang, Text, ToolCall, ToolCalls
+from tests.fakes.fake_llm import (
+    Delay,
+    Echo,
+    Error,
+    FakeLLM,
+    Hang,
+    Text,
+    ToolCall,
+    ToolCalls,
+    fake_logprobs,
+    fake_tokens,
+)
+from tests.fakes.fake_sglang import EOS_ID, EOS_LOGPROB, FakeSGLang, token_id
 
 ROOT = Path(__file__).resolve().parents[2]
 USER: list[Any] = [{"role": "user", "content": "hi"}]
@@ -233,3 +246,112 @@ def test_standalone_mode() -> None:
         code = proc.wait(timeout=15)
         stderr = proc.stderr.read() if proc.stderr else ""
     assert code == 0, stderr
+
+
+def test_reasoning_content(fake: FakeLLM, client: openai.OpenAI, model: str) -> None:
+    fake.script(
+        model,
+        Text("answer", reasoning_content="because"),
+        ToolCalls([ToolCall("f", {})], reasoning_content="plan"),
+        Text("streamed", reasoning_content="streamed thought"),
+    )
+    first = client.chat.completions.create(model=model, messages=USER).choices[0].message
+    assert (first.content, first.model_extra) == ("answer", {"reasoning_content": "because"})
+    second = client.chat.completions.create(model=model, messages=USER).choices[0].message
+    assert second.tool_calls is not None and second.model_extra == {"reasoning_content": "plan"}
+    chunks = list(client.chat.completions.create(model=model, messages=USER, stream=True))
+    thoughts = [(c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks if c.choices]
+    assert [t for t in thoughts if t] == ["streamed thought"]
+    plain = client.chat.completions.create(model=model, messages=USER).choices[0].message
+    assert not plain.model_extra
+
+
+def test_logprobs(fake: FakeLLM, client: openai.OpenAI, model: str) -> None:
+    assert fake_tokens("a bc  d ") == ["a", " bc", "  d", " "]
+    fake.script(model, Text("one two three"), Text("one two three"), Text("no logprobs"), Text("x y"))
+    resp = client.chat.completions.create(model=model, messages=USER, logprobs=True, top_logprobs=3)
+    logprobs = resp.choices[0].logprobs
+    assert logprobs is not None and logprobs.model_dump() == fake_logprobs("one two three", 3)
+    content = logprobs.content or []
+    assert [(c.token, c.logprob) for c in content] == [("one", -0.1), (" two", -0.2), (" three", -0.3)]
+    assert [t.token for t in content[1].top_logprobs] == [" two", "alt1", "alt2"]
+    assert [t.logprob for t in content[1].top_logprobs] == [-0.2, -1.2, -2.2]
+    assert content[1].bytes == list(b" two")
+    bare = client.chat.completions.create(model=model, messages=USER, logprobs=True).choices[0].logprobs
+    assert bare is not None and all(c.top_logprobs == [] for c in bare.content or [])
+    assert client.chat.completions.create(model=model, messages=USER).choices[0].logprobs is None
+    chunks = list(client.chat.completions.create(model=model, messages=USER, stream=True, logprobs=True))
+    streamed = [
+        t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content or []
+    ]
+    assert [t.token for t in streamed] == ["x", " y"]
+
+
+def test_models_error_and_info(model: str) -> None:
+    with FakeLLM(models=["m1", "m2"]) as other:
+        client = openai.OpenAI(base_url=other.base_url, api_key="x", max_retries=0, timeout=10)
+        other.model_info = {"m2": {"max_model_len": 4096}}
+        listed = client.models.list().data
+        assert [(m.id, (m.model_extra or {}).get("max_model_len")) for m in listed] == [
+            ("m1", None),
+            ("m2", 4096),
+        ]
+        other.models_error = Error(404, "no listing here")
+        with pytest.raises(openai.NotFoundError):
+            client.models.list()
+        assert client.chat.completions.create(model=model, messages=USER).choices[0].message.content == "OK"
+
+
+def test_fake_sglang_generate() -> None:
+    with FakeSGLang(["qwen"]) as sg:
+        root = sg.base_url[: -len("/v1")]
+        sg.script(
+            "qwen",
+            ToolCalls([ToolCall("f", {"a": 1})], content="Sure.", reasoning_content="think"),
+            Text("plain answer"),
+            Error(400, "bad prompt"),
+        )
+        prompt = "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+        body: dict[str, Any] = {
+            "text": prompt,
+            "sampling_params": {"max_new_tokens": None},
+            "return_logprob": True,
+        }
+        first = httpx.post(f"{root}/generate", json=body, timeout=10).json()
+        call = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>'
+        text = f"<think>\nthink\n</think>\n\nSure.\n{call}"
+        assert first["text"] == text
+        assert first["output_ids"] == [token_id(t) for t in fake_tokens(text)] + [EOS_ID]
+        meta = first["meta_info"]
+        assert meta["finish_reason"] == {"type": "stop", "matched": EOS_ID}
+        assert (meta["prompt_tokens"], meta["completion_tokens"]) == (10, len(first["output_ids"]))
+        assert [e[1] for e in meta["output_token_logprobs"]] == first["output_ids"]
+        assert all(e[2] is None for e in meta["output_token_logprobs"])
+
+        asked = {**body, "return_text_in_logprobs": True, "top_logprobs_num": 2}
+        second = httpx.post(f"{root}/generate", json=asked, timeout=10).json()
+        meta = second["meta_info"]
+        assert second["text"] == "plain answer"
+        assert meta["output_token_logprobs"] == [
+            [-0.1, token_id("plain"), "plain"],
+            [-0.2, token_id(" answer"), " answer"],
+            [EOS_LOGPROB, EOS_ID, ""],
+        ]
+        assert meta["output_top_logprobs"][0] == [
+            [-0.1, token_id("plain"), "plain"],
+            [-1.1, token_id("alt1"), "alt1"],
+        ]
+
+        failed = httpx.post(f"{root}/generate", json=body, timeout=10)
+        assert failed.status_code == 400 and failed.json() == {"error": {"message": "bad prompt"}}
+        assert httpx.post(f"{root}/generate", json={"sampling_params": {}}, timeout=10).status_code == 400
+
+        sg.set_default("qwen", Echo())
+        echoed = httpx.post(f"{root}/generate", json=body, timeout=10).json()
+        assert echoed["text"] == "echo: hello" and "meta_info" in echoed
+        assert sg.prompts() == [prompt] * 4
+        # The chat-completions API of the same server serves the same model.
+        chat = openai.OpenAI(base_url=sg.base_url, api_key="x", max_retries=0, timeout=10)
+        assert (
+            chat.chat.completions.create(model="qwen", messages=USER).choices[0].message.content == "echo: hi"
+        )

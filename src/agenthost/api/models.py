@@ -17,7 +17,7 @@ async def list_models(
     provider_type: str | None = None,
     provider_category: list[str] | None = Query(default=None),
 ) -> list[LlmModel]:
-    window = container.settings.default_context_window
+    providers = container.providers
     models = [
         LlmModel(
             model=model,
@@ -28,10 +28,11 @@ async def list_models(
             provider_name=client.provider_name,
             model_endpoint_type=client.endpoint_type,
             model_endpoint=client.endpoint,
-            context_window=window,
-            max_context_window=window,
+            # After list_handles: a server's listing may have reported the window (vLLM's max_model_len).
+            context_window=providers.context_window(handle),
+            max_context_window=providers.context_window(handle),
         )
-        for handle, client, model in await container.providers.list_handles()
+        for handle, client, model in await providers.list_handles()
     ]
     return [
         m

