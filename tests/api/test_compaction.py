@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 from letta_client import Letta
-
-from agenthost.agent.compaction import DEFAULT_PROMPT
 from tests.fakes.fake_llm import FakeLLM, Text
 from tests.support import ThreadServer, wait_for_run
+
+from agenthost.agent.compaction import DEFAULT_PROMPT
 
 # Each user message is about 700 estimated tokens; the default window below holds four of them.
 LONG = "the quick brown fox jumps over the lazy dog " * 56

@@ -8,7 +8,6 @@ import httpx
 import pytest
 from letta_client import Letta
 from letta_client.types.agents import UserMessage
-
 from tests.fakes.fake_llm import FakeLLM
 from tests.support import ThreadServer, wait_for_run
 

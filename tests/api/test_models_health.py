@@ -51,7 +51,7 @@ def test_listed_model_serves_an_agent(server: ThreadServer, fake_llm: FakeLLM) -
 def test_no_provider_configured(
     fresh_server: Callable[..., ThreadServer], fake_llm: FakeLLM, model: str
 ) -> None:
-    srv = fresh_server(openai_base_url=None, openai_api_key=None)
+    srv = fresh_server(openai_base_url=None, openai_api_key=None, local_model="off")
     client = srv.client()
     assert client.models.list() == []
     with pytest.raises(UnprocessableEntityError) as info:

@@ -24,20 +24,24 @@ from agenthost.agent.compaction import (
 )
 from agenthost.agent.context import llm_messages, reasoning_dict, summary_message
 from agenthost.agent.control import RunControl, RunInterrupted
-from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor, ToolOutcome
+from agenthost.agent.executor import ToolExecutor, ToolOutcome
 from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.agent.prompt import compile_system
+from agenthost.agent.run_state import RunState
 from agenthost.agent.store import Committed, Ending, Rejected, RunStore, StartedRun, StepRecord
+from agenthost.agent.turn import Turn, batches, required_reminder
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError
 from agenthost.ids import new_id
-from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall, ToolSpec
+from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall
 from agenthost.llm.providers import Providers
-from agenthost.tools.rules import ToolRuleSolver
+from agenthost.llm.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
 SEND_MESSAGE_RESULT = "Sent message successfully."
+# Below this share of the usable window (by the local estimate) the prompt is not counted exactly.
+EXACT_COUNT_FROM = 0.75
 
 
 class AgentLoop:
@@ -59,7 +63,7 @@ class AgentLoop:
 
     async def execute(self, run_id: str, control: RunControl) -> None:
         """Run one queued run to a terminal state. Never raises for run-level failures."""
-        state = _RunState(time.monotonic_ns())
+        state = RunState(time.monotonic_ns())
         started = await self._store.begin(run_id)
         if started is None:
             return
@@ -99,7 +103,7 @@ class AgentLoop:
             self._on_finished(run_id)
 
     async def _commit(
-        self, run: StartedRun, step: StepRecord, rows: list[MessageRow], state: _RunState, **kwargs: Any
+        self, run: StartedRun, step: StepRecord, rows: list[MessageRow], state: RunState, **kwargs: Any
     ) -> Committed:
         """Commit a step; a step with a ``stop_reason`` ends the run in the same transaction."""
         ending = state.ending(step.stop_reason) if step.stop_reason is not None else None
@@ -110,14 +114,14 @@ class AgentLoop:
             raise RunInterrupted("cancelled")
         return committed
 
-    async def _steps(self, run: StartedRun, control: RunControl, state: _RunState) -> Committed | str:
+    async def _steps(self, run: StartedRun, control: RunControl, state: RunState) -> Committed | str:
         """The steps; returns the final commit, or a stop reason still to be written (``max_steps``)."""
         request = run.request
         state.want_logprobs = bool(request.get("return_logprobs"))
         state.want_turns = bool(request.get("return_token_ids"))
         handle = request.get("override_model") or run.agent.model
         client, model = self._providers.resolve(handle)
-        turn = _Turn(run, request)
+        turn = Turn(run, request)
         thinking = _flag(request.get("enable_thinking"), default=True)
         history = llm_messages(run.history, run.images)
 
@@ -197,7 +201,7 @@ class AgentLoop:
                     return await self._commit(run, step, rows, state)
                 # A tool the rules require before the turn may end has not been called yet.
                 await self._commit(run, step, rows, state)
-                history.append({"role": "user", "content": _required_reminder(missing)})
+                history.append({"role": "user", "content": required_reminder(missing)})
                 continue
 
             committed = await self._tool_step(run, control, turn, step, response, rows, history, state)
@@ -226,6 +230,10 @@ class AgentLoop:
         place. Returns a stop reason when the run cannot go on."""
         window = run.agent.context_window
         limit = window - reserve_tokens(window, run.agent.max_tokens)
+        # The local estimate first: an exact count can cost a provider round trip (Anthropic's
+        # count_tokens), worth paying only when the prompt comes near the limit.
+        if estimate_tokens(llm_request) <= limit * EXACT_COUNT_FROM:
+            return None
         tokens = await control.interruptible(client.count_tokens(llm_request))
         if tokens <= limit:
             return None
@@ -283,12 +291,12 @@ class AgentLoop:
         self,
         run: StartedRun,
         control: RunControl,
-        turn: _Turn,
+        turn: Turn,
         step: StepRecord,
         response: LLMResponse,
         rows: list[MessageRow],
         history: list[dict[str, Any]],
-        state: _RunState,
+        state: RunState,
     ) -> Committed:
         """Run the response's calls in order (or refuse them, or hold them for a human), then commit."""
         calls = [_call_dict(c) for c in response.tool_calls]
@@ -368,7 +376,7 @@ class AgentLoop:
         self,
         run: StartedRun,
         control: RunControl,
-        turn: _Turn,
+        turn: Turn,
         step_id: str | None,
         calls: list[dict[str, Any]],
         *,
@@ -384,7 +392,7 @@ class AgentLoop:
         rows: list[MessageRow] = []
         results: list[dict[str, Any]] = []
         executed: list[str] = []
-        for batch in _batches(calls, turn):
+        for batch in batches(calls, turn):
             refusals = {c["tool_call_id"]: v for c in batch if (v := None if approved else turn.check(c))}
             runnable = [c for c in batch if c["tool_call_id"] not in refusals]
             outcomes: list[ToolOutcome] = []
@@ -412,7 +420,7 @@ class AgentLoop:
         return rows, results, executed
 
     async def _execute_one(
-        self, run: StartedRun, control: RunControl, turn: _Turn, call: dict[str, Any]
+        self, run: StartedRun, control: RunControl, turn: Turn, call: dict[str, Any]
     ) -> ToolOutcome:
         name = call["name"]
         try:
@@ -462,132 +470,6 @@ class AgentLoop:
             is_err=outcome.status == "error",
             otid=new_id("otid"),
         )
-
-
-class _Turn:
-    """What one run knows about its tools: specs by name, the rules' state, the execution context."""
-
-    def __init__(self, run: StartedRun, request: dict[str, Any]) -> None:
-        self.server_tools: dict[str, AgentTool] = {t.name: t for t in run.agent.tools}
-        self.client_tools: dict[str, dict[str, Any]] = {
-            t["name"]: t for t in request.get("client_tools") or []
-        }
-        self.specs: dict[str, ToolSpec] = {name: tool.spec() for name, tool in self.server_tools.items()}
-        for name, tool in self.client_tools.items():
-            if name not in self.specs:
-                self.specs[name] = ToolSpec(
-                    name,
-                    tool.get("description") or "",
-                    tool.get("parameters") or {"type": "object", "properties": {}},
-                )
-        self.send_tool: str = request.get("assistant_message_tool_name") or "send_message"
-        self.solver = ToolRuleSolver(run.agent.tool_rules)
-        self.context = ToolContext(run.agent.id, run.blocks, run.agent.env)
-
-    def is_client(self, name: str) -> bool:
-        return name in self.client_tools and name not in self.server_tools
-
-    def needs_human(self, name: str) -> bool:
-        """A client-side tool (the client runs it) or a server tool whose calls need approval."""
-        return self.is_client(name) or (name in self.server_tools and self.solver.requires_approval(name))
-
-    def check(self, call: dict[str, Any]) -> str | None:
-        """The rules' refusal of this call, or None; a run-first prefill is applied to its arguments.
-
-        Names the agent does not have (and the legacy send tool) are answered by ``_execute_one`` and
-        neither checked nor counted by the rules.
-        """
-        name = call["name"]
-        if name not in self.specs:
-            return None
-        violation = self.solver.check_call(name, list(self.specs))
-        if violation is None:
-            prefill = self.solver.prefilled_args(name)
-            if prefill:
-                call["arguments"] = _merged_arguments(call["arguments"], prefill)
-        return violation
-
-    def record(self, name: str, outcome: ToolOutcome) -> str | None:
-        if name not in self.specs:
-            return None
-        return self.solver.record_call(name, outcome.text, status=outcome.status)
-
-
-def _batches(calls: list[dict[str, Any]], turn: _Turn) -> list[list[dict[str, Any]]]:
-    """Consecutive calls of tools that allow parallel execution form one batch; others run alone."""
-    batches: list[list[dict[str, Any]]] = []
-    previous_parallel = False
-    for call in calls:
-        tool = turn.server_tools.get(call["name"])
-        parallel = tool is not None and tool.is_custom and tool.enable_parallel_execution
-        if parallel and previous_parallel:
-            batches[-1].append(call)
-        else:
-            batches.append([call])
-        previous_parallel = parallel
-    return batches
-
-
-def _merged_arguments(arguments: str, prefill: dict[str, Any]) -> str:
-    try:
-        args = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        args = {}
-    if not isinstance(args, dict):
-        args = {}
-    return json.dumps({**args, **prefill})
-
-
-def _required_reminder(missing: list[str]) -> str:
-    return (
-        f"[system] The turn cannot end yet: first call {', '.join(missing)} "
-        "(the agent's tool rules require it before finishing)."
-    )
-
-
-class _RunState:
-    """Timings, and with ``return_logprobs``/``return_token_ids`` the token data the run returns."""
-
-    __slots__ = ("logprobs", "t0", "ttft_ns", "turns", "want_logprobs", "want_turns")
-
-    def __init__(self, t0: int) -> None:
-        self.t0 = t0
-        self.ttft_ns: int | None = None
-        self.want_logprobs = False
-        self.want_turns = False
-        self.logprobs: dict[str, Any] | None = None
-        self.turns: list[dict[str, Any]] = []
-
-    def record_generation(self, response: LLMResponse) -> None:
-        if self.want_logprobs:
-            self.logprobs = response.logprobs
-        if self.want_turns:
-            self.turns.append(
-                {
-                    "role": "assistant",
-                    "content": response.content,
-                    "output_ids": response.output_ids,
-                    "output_token_logprobs": response.output_token_logprobs,
-                }
-            )
-
-    def record_tool_results(self, calls: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-        """Tool turns (not trainable: the client tokenizes them with loss mask 0), in call order."""
-        if not self.want_turns:
-            return
-        names = {c["tool_call_id"]: c["name"] for c in calls}
-        for result in results:
-            name = names.get(result["tool_call_id"])
-            if name is not None:
-                self.turns.append({"role": "tool", "content": result["content"], "tool_name": name})
-
-    def ending(self, stop_reason: str, error: str | None = None) -> Ending:
-        result: dict[str, Any] = {}
-        if self.want_logprobs:
-            result["logprobs"] = self.logprobs
-        if self.want_turns:
-            result["turns"] = self.turns
-        return Ending(stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0, result or None)
 
 
 def _flag(value: Any, *, default: bool) -> bool:
