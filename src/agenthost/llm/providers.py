@@ -40,7 +40,18 @@ class Providers:
             raise InvalidArgument(
                 f"unknown model provider '{provider}' in '{handle}'; configured: {configured}", loc=loc
             )
+        if provider == "local" and model not in client.configured_models:
+            # One file is served under one name: anything else would fail at the first run.
+            raise InvalidArgument(
+                f"the local provider serves {client.configured_models}, not '{model}' (in '{handle}')",
+                loc=loc,
+            )
         return client, model
+
+    def endpoint_type(self, provider: str) -> str:
+        """The wire protocol of a configured provider (``openai`` for one no longer configured)."""
+        client = self._clients.get(provider)
+        return client.endpoint_type if client is not None else "openai"
 
     def default_handle(self) -> str | None:
         """The model an agent gets when it names none: the configured default, else the local model."""

@@ -295,7 +295,7 @@ class AgentService:
             model=row.model,
             llm_config=LlmConfig(
                 model=model,
-                model_endpoint_type="openai",
+                model_endpoint_type=self._providers.endpoint_type(provider),
                 provider_name=provider,
                 context_window=row.context_window,
                 handle=row.model,
