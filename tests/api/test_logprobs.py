@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from letta_client import Letta
+from tests.fakes.callback_receiver import CallbackReceiver
 from tests.fakes.fake_llm import FakeLLM, Text, ToolCall, ToolCalls, fake_logprobs, fake_tokens
 from tests.fakes.fake_sglang import EOS_ID, EOS_LOGPROB, FakeSGLang, token_id
-from tests.integration.test_callbacks import CallbackReceiver
 from tests.support import ThreadServer, api_error, wait_for_run
 
 
