@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
-from typing import Any
 
 import anthropic
 from anthropic.types import Message, MessageTokensCount
 
 from agenthost.llm.anthropic_convert import CLAUDE_CONTEXT_WINDOW, build_params, to_response
 from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse
+from agenthost.llm.retry import error_message, retry_after, status_error, with_retries
 from agenthost.llm.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
-# 529 is Anthropic's "overloaded"; 408/409 are worth another try as with every provider.
-_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504, 529}
-_MAX_DELAY_S = 30.0
 _COUNT_TIMEOUT_S = 15.0
 
 
@@ -52,34 +47,16 @@ class AnthropicClient(LLMClient):
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         body = build_params(request)
-        attempt = 0
-        while True:
-            try:
-                # `post` rather than `messages.create`: no walk of the whole history through the SDK's
-                # TypedDict transform, and none of its client-side refusals (long non-streaming requests).
-                message = await self._client.post("/v1/messages", body=body, cast_to=Message)
-                return to_response(message)
-            except anthropic.APIStatusError as exc:
-                error = LLMError(
-                    f"anthropic returned HTTP {exc.status_code}: {_error_message(exc)}",
-                    status_code=exc.status_code,
-                    retryable=exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500,
-                )
-                retry_after = _retry_after(exc)
-            except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-                error = LLMError(f"anthropic unreachable: {type(exc).__name__}: {exc}", retryable=True)
-                retry_after = None
-            except anthropic.AnthropicError as exc:
-                raise LLMError(f"anthropic request failed: {exc}") from exc
-            if not error.retryable or attempt >= self._max_retries:
-                if attempt:
-                    error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
-                raise error
-            delay = retry_after if retry_after is not None else self._base_delay * (2**attempt)
-            delay = min(delay, _MAX_DELAY_S) * (0.8 + 0.4 * random.random())
-            log.warning("Anthropic call failed (%s); retry %d in %.2fs", error, attempt + 1, delay)
-            attempt += 1
-            await asyncio.sleep(delay)
+        # `post` rather than `messages.create`: no walk of the whole history through the SDK's
+        # TypedDict transform, and none of its client-side refusals (long non-streaming requests).
+        message = await with_retries(
+            lambda: self._client.post("/v1/messages", body=body, cast_to=Message),
+            _classify,
+            max_retries=self._max_retries,
+            base_delay_s=self._base_delay,
+            label="anthropic",
+        )
+        return to_response(message)
 
     async def count_tokens(self, request: LLMRequest) -> int:
         """Anthropic's exact count (its count endpoint); the estimate when that endpoint fails."""
@@ -111,22 +88,13 @@ class AnthropicClient(LLMClient):
         await self._client.close()
 
 
-def _error_message(exc: anthropic.APIStatusError) -> str:
-    body: Any = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and "message" in inner:
-            kind = inner.get("type")
-            return f"{kind}: {inner['message']}" if kind else str(inner["message"])
-    return exc.message
-
-
-def _retry_after(exc: anthropic.APIStatusError) -> float | None:
-    headers = exc.response.headers if exc.response is not None else {}
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return float(ms) / 1000.0
-        value = headers.get("retry-after")
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+def _classify(exc: Exception) -> tuple[LLMError, float | None] | None:
+    if isinstance(exc, anthropic.APIStatusError):
+        message = error_message(exc.body, exc.message, with_type=True)
+        headers = exc.response.headers if exc.response is not None else None
+        return status_error("anthropic", exc.status_code, message), retry_after(headers)
+    if isinstance(exc, anthropic.APITimeoutError | anthropic.APIConnectionError):
+        return LLMError(f"anthropic unreachable: {type(exc).__name__}: {exc}", retryable=True), None
+    if isinstance(exc, anthropic.AnthropicError):
+        return LLMError(f"anthropic request failed: {exc}"), None
+    return None

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -13,12 +11,12 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall, Reasoning
+from agenthost.llm.retry import error_message, retry_after, status_error, with_retries
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # Keys under which OpenAI-compatible servers report a model's context window in GET /models:
 # vLLM and SGLang (max_model_len), OpenRouter and LM Studio (context_length), Groq (context_window).
 _WINDOW_KEYS = ("max_model_len", "context_length", "context_window")
@@ -133,34 +131,26 @@ class OpenAICompatClient(LLMClient):
         return body
 
     async def _with_retries(self, send: Callable[[], Awaitable[T]]) -> T:
-        """``send()`` with bounded, jittered retries of what a retry can fix; ``LLMError`` otherwise."""
-        attempt = 0
-        while True:
-            try:
-                return await send()
-            except openai.APIStatusError as exc:
-                error = LLMError(
-                    f"{self.provider_name} returned HTTP {exc.status_code}: {_error_message(exc)}",
-                    status_code=exc.status_code,
-                    retryable=exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500,
-                )
-                retry_after = _retry_after(exc)
-            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                error = LLMError(
-                    f"{self.provider_name} unreachable: {type(exc).__name__}: {exc}", retryable=True
-                )
-                retry_after = None
-            except openai.OpenAIError as exc:
-                raise LLMError(f"{self.provider_name} request failed: {exc}") from exc
-            if not error.retryable or attempt >= self._max_retries:
-                if attempt:
-                    error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
-                raise error
-            delay = retry_after if retry_after is not None else self._base_delay * (2**attempt)
-            delay = min(delay, 30.0) * (0.8 + 0.4 * random.random())
-            log.warning("LLM call failed (%s); retry %d in %.2fs", error, attempt + 1, delay)
-            attempt += 1
-            await asyncio.sleep(delay)
+        """``send()`` under the shared retry policy (``llm/retry.py``)."""
+        return await with_retries(
+            send,
+            self._classify,
+            max_retries=self._max_retries,
+            base_delay_s=self._base_delay,
+            label=self.provider_name,
+        )
+
+    def _classify(self, exc: Exception) -> tuple[LLMError, float | None] | None:
+        name = self.provider_name
+        if isinstance(exc, openai.APIStatusError):
+            message = error_message(exc.body, exc.message)
+            headers = exc.response.headers if exc.response is not None else None
+            return status_error(name, exc.status_code, message), retry_after(headers)
+        if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+            return LLMError(f"{name} unreachable: {type(exc).__name__}: {exc}", retryable=True), None
+        if isinstance(exc, openai.OpenAIError):
+            return LLMError(f"{name} request failed: {exc}"), None
+        return None
 
     async def list_models(self) -> list[str]:
         page = await self._client.models.list()
@@ -235,20 +225,3 @@ def openai_logprobs(raw: dict[str, Any]) -> dict[str, Any]:
 def _wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Our neutral messages as OpenAI takes them: without the ``reasoning`` key it does not know."""
     return [{k: v for k, v in m.items() if k != "reasoning"} if "reasoning" in m else m for m in messages]
-
-
-def _error_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and "message" in inner:
-            return str(inner["message"])
-    return exc.message
-
-
-def _retry_after(exc: openai.APIStatusError) -> float | None:
-    value = exc.response.headers.get("retry-after") if exc.response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
