@@ -24,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from letta_client import APIStatusError, AsyncLetta, Letta
+from letta_client.types.agents.message_create_async_params import ClientTool
 from letta_client.types.agents.run import Run
 
 from agenthost.app import create_app
@@ -198,3 +199,15 @@ class ProcessServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# A client-side tool the tests offer (the client evaluates it and sends the result back).
+CALCULATOR: ClientTool = {
+    "name": "calculator",
+    "description": "Evaluates an arithmetic expression on the client.",
+    "parameters": {
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "required": ["expression"],
+    },
+}

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from letta_client import Letta
 from letta_client.types.agents import HiddenReasoningMessage, ReasoningMessage
-from letta_client.types.agents.message_create_async_params import ClientTool
 from tests.fakes.fake_anthropic import (
     Error,
     FakeAnthropic,
@@ -26,17 +25,8 @@ from tests.fakes.fake_anthropic import (
 )
 from tests.fakes.fake_llm import FakeLLM, ToolCall
 from tests.fakes.fake_llm import Text as OpenAIText
-from tests.support import ThreadServer, unique_model, wait_for_run
+from tests.support import CALCULATOR, ThreadServer, unique_model, wait_for_run
 
-CALCULATOR: ClientTool = {
-    "name": "calculator",
-    "description": "Evaluates an arithmetic expression on the client.",
-    "parameters": {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    },
-}
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
 

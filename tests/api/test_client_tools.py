@@ -13,20 +13,9 @@ from letta_client import ConflictError, Letta, UnprocessableEntityError
 from letta_client.types import ToolReturnMessage
 from letta_client.types.agents import ApprovalRequestMessage
 from letta_client.types.agents import ToolCall as SdkToolCall
-from letta_client.types.agents.message_create_async_params import ClientTool
 from letta_client.types.agents.run import Run
 from tests.fakes.fake_llm import FakeLLM, Text, ToolCall, ToolCalls
-from tests.support import ThreadServer, async_wait_for_run, wait_for_run
-
-CALCULATOR: ClientTool = {
-    "name": "calculator",
-    "description": "Evaluates an arithmetic expression on the client.",
-    "parameters": {
-        "type": "object",
-        "properties": {"expression": {"type": "string"}},
-        "required": ["expression"],
-    },
-}
+from tests.support import CALCULATOR, ThreadServer, async_wait_for_run, wait_for_run
 
 
 def _pause(client: Letta, fake_llm: FakeLLM, model: str, agent_id: str, *calls: ToolCall) -> str:

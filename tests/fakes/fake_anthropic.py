@@ -14,30 +14,25 @@ real API it sends thinking blocks only to requests that enabled thinking: script
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import secrets
-import socket
 import threading
-import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeAlias
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.anthropic_rules import Invalid, check_request
+from tests.fakes.served import ServedApp
 
 __all__ = [
     "Echo",
@@ -167,17 +162,14 @@ def _counted(body: dict[str, Any]) -> int:
     return len(json.dumps(parts, separators=(",", ":"))) // 4 + 1
 
 
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeAnthropic:
+class FakeAnthropic(ServedApp):
     """Fake Messages API run by uvicorn in a background thread on a free port."""
+
+    label = "fake-anthropic"
 
     def __init__(self, models: Sequence[str] | None = None, *, host: str = "127.0.0.1") -> None:
         self.models = list(models) if models is not None else list(DEFAULT_MODELS)
-        self.host = host
+        self._init_serving(host)
         self._key = secrets.token_bytes(32)
         self._issued_redacted: set[str] = set()
         self._cond = threading.Condition()
@@ -185,12 +177,6 @@ class FakeAnthropic:
         self._count_queues: dict[str, deque[int | Error]] = {}
         self._defaults: dict[str | None, Reply] = {}
         self._log: list[Logged] = []
-        self._port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
@@ -381,22 +367,7 @@ class FakeAnthropic:
         first, last = (page[0], page[-1]) if page else (None, None)
         return JSONResponse({"data": data, "has_more": len(ids) > limit, "first_id": first, "last_id": last})
 
-    async def _wait(self, request: Request) -> None:
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(_until_disconnect(request))]
-        if self._stop_event is not None:
-            waiters.append(asyncio.ensure_future(self._stop_event.wait()))
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
     # Serving.
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()
-        yield
 
     @property
     def base_url(self) -> str:
@@ -404,53 +375,3 @@ class FakeAnthropic:
         if not self._port:
             raise RuntimeError("FakeAnthropic is not started")
         return f"http://{self.host}:{self._port}"
-
-    def start(self, timeout: float = 10.0) -> FakeAnthropic:
-        if self._thread is not None:
-            raise RuntimeError("FakeAnthropic already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        config = uvicorn.Config(
-            self.app, lifespan="on", log_config=None, log_level="warning", access_log=False
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="fake-anthropic", daemon=True
-        )
-        self._sock, self._server, self._thread = sock, server, thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake Anthropic server did not start")
-            time.sleep(0.002)
-        self._port = sock.getsockname()[1]
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (idempotent); pending Hang handlers are released immediately."""
-        server, thread, loop, event = self._server, self._thread, self._loop, self._stop_event
-        if server is None or thread is None:
-            return
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(event.set)
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = self._loop = self._stop_event = None
-        self._port = 0
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

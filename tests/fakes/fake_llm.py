@@ -20,14 +20,11 @@ Standalone (benchmarks): ``python -m tests.fakes.fake_llm --port 0 [--delay-ms 0
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import re
 import signal
-import socket
 import struct
 import sys
 import threading
@@ -36,14 +33,15 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
-from typing import Any, Self, TypeAlias
+from types import FrameType
+from typing import Any, TypeAlias
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.fakes.served import ServedApp
 
 __all__ = [
     "Delay",
@@ -284,17 +282,14 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-async def _until_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-class FakeLLM:
+class FakeLLM(ServedApp):
     """Fake OpenAI chat-completions server run by uvicorn in a background thread on a free port.
 
     Replies are scripted per request ``model``; see :meth:`script` and :meth:`set_default`.
     Pass ``record=False`` to keep no request log (long benchmarks).
     """
+
+    label = "fake-llm"
 
     def __init__(
         self,
@@ -309,17 +304,12 @@ class FakeLLM:
         self.models_error: Error | None = None
         # Extra keys per model in GET /v1/models entries (vLLM's {"max_model_len": 32768}).
         self.model_info: dict[str, dict[str, Any]] = {}
-        self.host, self.record = host, record
-        self._requested_port, self._port = port, 0
+        self.record = record
+        self._init_serving(host, port)
         self._cond = threading.Condition()
         self._queues: dict[str, deque[Reply]] = {}
         self._defaults: dict[str | None, Reply] = {}
         self._log: list[tuple[str, dict[str, Any]]] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_event: asyncio.Event | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -379,11 +369,6 @@ class FakeLLM:
             if queue:
                 return queue.popleft()
             return self._defaults.get(model) or self._defaults.get(None) or _OK
-
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        self._loop, self._stop_event = asyncio.get_running_loop(), asyncio.Event()
-        yield
 
     async def _list_models(self, request: Request) -> Response:
         if self.models_error is not None:
@@ -453,86 +438,9 @@ class FakeLLM:
             return StreamingResponse(stream, media_type="text/event-stream")
         return JSONResponse(_completion(model, reply, top))
 
-    async def _wait(self, request: Request, seconds: float | None) -> bool:
-        """Sleep ``seconds`` (None: forever). False if the client left or the server stopped first."""
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(_until_disconnect(request))]
-        if self._stop_event is not None:
-            waiters.append(asyncio.ensure_future(self._stop_event.wait()))
-        timer = None if seconds is None else asyncio.ensure_future(asyncio.sleep(seconds))
-        waiters += [timer] if timer is not None else []
-        try:
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        return timer is not None and timer in done
-
-    @property
-    def port(self) -> int:
-        if not self._port:
-            raise RuntimeError("FakeLLM is not started")
-        return self._port
-
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
-
-    def start(self, timeout: float = 10.0) -> Self:
-        """Start serving; returns once the server accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("FakeLLM already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        # "auto" picks uvloop / httptools when installed; log_config=None leaves host logging alone.
-        config = uvicorn.Config(
-            self.app,
-            loop="auto",
-            http="auto",
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=3,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-llm", daemon=True)
-        self._sock, self._server, self._thread = sock, server, thread
-        thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake LLM server did not start")
-            time.sleep(0.002)
-        self._port = sock.getsockname()[1]
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (idempotent); pending Hang/Delay handlers are released immediately."""
-        server, thread, loop, event = self._server, self._thread, self._loop, self._stop_event
-        if server is None or thread is None:
-            return
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(event.set)
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = self._loop = self._stop_event = None
-        self._port = 0
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agenthost.agent.context import ASSISTANT_SIDE
 from agenthost.agent.messages import new_message
 from agenthost.agent.store import ContextState, RunStore
 from agenthost.db.rows import MessageRow
@@ -39,13 +40,6 @@ DEFAULT_CLIP_CHARS = 50_000
 _RETURN_CHARS = 2_000
 _PROMPT_TOKENS = 200
 _MIN_CHUNK_TOKENS = 500
-_ASSISTANT_SIDE = {
-    "assistant_message",
-    "tool_call_message",
-    "approval_request_message",
-    "reasoning_message",
-    "hidden_reasoning_message",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +217,7 @@ def _is_boundary(rows: Sequence[Any], i: int) -> bool:
     if i >= len(rows):
         return True
     row, prev = rows[i], rows[i - 1]
-    if row.message_type in _ASSISTANT_SIDE and prev.message_type in _ASSISTANT_SIDE:
+    if row.message_type in ASSISTANT_SIDE and prev.message_type in ASSISTANT_SIDE:
         return bool(row.step_id != prev.step_id)
     return bool(row.message_type != "tool_return_message")
 

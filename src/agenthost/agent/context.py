@@ -8,7 +8,8 @@ from typing import Any
 
 from agenthost.llm.base import Reasoning
 
-_ASSISTANT_SIDE = {
+# The message types one LLM response is stored as (merged back into one assistant message).
+ASSISTANT_SIDE = {
     "assistant_message",
     "tool_call_message",
     "approval_request_message",
@@ -33,7 +34,7 @@ def llm_messages(rows: Sequence[Any], images: Mapping[str, str] | None = None) -
     for row in rows:
         kind = row.message_type
         body = row.body
-        if kind in _ASSISTANT_SIDE and row.step_id is not None:
+        if kind in ASSISTANT_SIDE and row.step_id is not None:
             if current is None or current_step != row.step_id:
                 current = {"role": "assistant", "content": None}
                 current_step = row.step_id

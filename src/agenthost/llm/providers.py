@@ -121,28 +121,20 @@ def _from_settings(settings: Settings) -> dict[str, LLMClient]:
         if name in clients or name == "local":
             raise ValueError(f"endpoint name '{name}' is taken by a built-in provider")
         key = endpoint.api_key.get_secret_value() if endpoint.api_key else "not-needed"
+        endpoint_client: type[OpenAICompatClient] = OpenAICompatClient
         if endpoint.kind == "sglang":
             from agenthost.llm.sglang import SGLangClient
 
-            clients[name] = SGLangClient(
-                api_key=key,
-                base_url=endpoint.base_url,
-                provider_name=name,
-                models=endpoint.models,
-                context_window=endpoint.context_window,
-                thinking_kwarg=endpoint.thinking_kwarg,
-                **retry,
-            )
-        else:
-            clients[name] = OpenAICompatClient(
-                api_key=key,
-                base_url=endpoint.base_url,
-                provider_name=name,
-                models=endpoint.models,
-                context_window=endpoint.context_window,
-                thinking_kwarg=endpoint.thinking_kwarg,
-                **retry,
-            )
+            endpoint_client = SGLangClient
+        clients[name] = endpoint_client(
+            api_key=key,
+            base_url=endpoint.base_url,
+            provider_name=name,
+            models=endpoint.models,
+            context_window=endpoint.context_window,
+            thinking_kwarg=endpoint.thinking_kwarg,
+            **retry,
+        )
     if settings.local_model == "on" or (settings.local_model == "auto" and not clients):
         from agenthost.llm.local import local_client
 
