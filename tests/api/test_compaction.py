@@ -148,3 +148,14 @@ def test_forced_compaction_validates_its_settings(server: ThreadServer, handle: 
     assert bad_model.status_code == 422 and "nowhere" in bad_model.text
     missing = httpx.post(f"{server.base_url}/v1/agents/agent-00000000-0000-4000-8000-000000000000/summarize")
     assert missing.status_code == 404
+
+
+def test_a_message_too_large_for_the_window_fails_the_run_clearly(
+    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
+) -> None:
+    client = server.client()
+    agent_id = _agent(client, handle)
+    run = _say(client, agent_id, LONG * 8)
+    assert run.status == "failed" and run.stop_reason == "error"
+    assert run.metadata is not None and "context window" in run.metadata["error"]
+    assert fake_llm.requests(model) == []

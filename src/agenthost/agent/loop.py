@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 SEND_MESSAGE_RESULT = "Sent message successfully."
 # Below this share of the usable window (by the local estimate) the prompt is not counted exactly.
 EXACT_COUNT_FROM = 0.75
+MAX_COMPACTIONS_PER_STEP = 3
 
 
 class AgentLoop:
@@ -240,29 +241,35 @@ class AgentLoop:
         alone = replace(llm_request, messages=[{"role": "system", "content": system}])
         if await control.interruptible(client.count_tokens(alone)) > limit:
             return "context_window_overflow_in_system_prompt"
-        compaction = await control.interruptible(
-            self._compactor.compact(
-                run_id=run.run_id,
-                agent_id=run.agent.id,
-                client=client,
-                model=model,
-                context_window=window,
-                trigger="context_window_exceeded",
-                options=CompactionOptions(),
-                tokens_before=tokens,
+        # Each compaction keeps the newest messages that fit a share of the window by the estimate;
+        # a provider that counts more tokens than estimated may need a second pass.
+        for _ in range(MAX_COMPACTIONS_PER_STEP):
+            compaction = await control.interruptible(
+                self._compactor.compact(
+                    run_id=run.run_id,
+                    agent_id=run.agent.id,
+                    client=client,
+                    model=model,
+                    context_window=window,
+                    trigger="context_window_exceeded",
+                    options=CompactionOptions(),
+                    tokens_before=tokens,
+                )
             )
+            if compaction is None:
+                break
+            # The kept messages are the newest rows of the context: rebuild the prompt from them.
+            state = await self._store.context_rows(run.agent.id)
+            run.agent.context_summary = state.summary
+            history[:] = llm_messages(state.rows, run.images)
+            llm_request.messages = self._prompt(run, system, history)
+            tokens = await control.interruptible(client.count_tokens(llm_request))
+            if tokens <= limit:
+                return None
+        raise AgentHostError(
+            f"the prompt needs {tokens} tokens, more than the {limit} this agent's context window "
+            "leaves, and compacting older messages did not make it fit"
         )
-        if compaction is None:
-            raise AgentHostError(
-                f"the prompt needs {tokens} tokens, more than the {limit} this agent's context window "
-                "leaves, and no older messages are left to compact"
-            )
-        # The kept messages are the newest rows of the context: rebuild the prompt from them.
-        state = await self._store.context_rows(run.agent.id)
-        run.agent.context_summary = state.summary
-        history[:] = llm_messages(state.rows, run.images)
-        llm_request.messages = self._prompt(run, system, history)
-        return None
 
     async def compact_only(self, run: StartedRun, control: RunControl) -> str:
         """A forced compaction (``agents.messages.compact``): no LLM turn, only the summary."""
