@@ -80,6 +80,7 @@ class Compactor:
         options: CompactionOptions,
         step_id: str | None = None,
         tokens_before: int | None = None,
+        attempt: int = 1,
     ) -> Compaction | None:
         """Summarise and evict the oldest in-context messages; ``None`` when there is nothing to evict
         (or another compaction of this agent got there first)."""
@@ -118,7 +119,7 @@ class Compactor:
         ]
         new_start = rows[cut].seq if cut < len(rows) else rows[-1].seq + 1
         if not await self._store.apply_compaction(
-            run_id, agent_id, state.start_seq, new_start, summary, records
+            run_id, agent_id, state.start_seq, new_start, summary, records, attempt=attempt
         ):
             return None
         return Compaction(summary, before, after, tokens_before, records)

@@ -7,8 +7,6 @@ it. Each step commits atomically (step row, messages, memory edits) through ``Ru
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,12 +22,14 @@ from agenthost.agent.compaction import (
 )
 from agenthost.agent.context import llm_messages, reasoning_dict, summary_message
 from agenthost.agent.control import RunControl, RunInterrupted
-from agenthost.agent.executor import ToolExecutor, ToolOutcome
-from agenthost.agent.messages import new_message, tool_return_body
+from agenthost.agent.ending import Committed, Ending
+from agenthost.agent.executor import ToolExecutor
+from agenthost.agent.messages import new_message
 from agenthost.agent.prompt import compile_system
 from agenthost.agent.run_state import RunState
-from agenthost.agent.store import Committed, Ending, Rejected, RunStore, StartedRun, StepRecord
-from agenthost.agent.turn import Turn, batches, required_reminder
+from agenthost.agent.store import Rejected, RunStore, StartedRun, StepRecord
+from agenthost.agent.tool_calls import ToolCalls, call_row
+from agenthost.agent.turn import Turn, required_reminder
 from agenthost.db.rows import MessageRow
 from agenthost.errors import AgentHostError
 from agenthost.ids import new_id
@@ -39,7 +39,6 @@ from agenthost.llm.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
-SEND_MESSAGE_RESULT = "Sent message successfully."
 # Below this share of the usable window (by the local estimate) the prompt is not counted exactly.
 EXACT_COUNT_FROM = 0.75
 MAX_COMPACTIONS_PER_STEP = 3
@@ -59,7 +58,7 @@ class AgentLoop:
         self._compactor = Compactor(store)
         self._store = store
         self._providers = providers
-        self._executor = executor
+        self._tool_calls = ToolCalls(store, executor)
         self._on_finished = on_finished
 
     async def execute(self, run_id: str, control: RunControl) -> None:
@@ -71,6 +70,7 @@ class AgentLoop:
         if isinstance(started, Rejected):
             self._ended(run_id, started.committed)
             return
+        state.attempt = started.attempt
         committed: Committed | str
         try:
             if "compaction" in started.request:
@@ -109,7 +109,7 @@ class AgentLoop:
         """Commit a step; a step with a ``stop_reason`` ends the run in the same transaction."""
         ending = state.ending(step.stop_reason) if step.stop_reason is not None else None
         committed = await self._store.commit_step(
-            run.run_id, run.agent.id, step, rows, run.blocks, ending=ending, **kwargs
+            run.run_id, run.agent.id, step, rows, run.blocks, ending=ending, attempt=run.attempt, **kwargs
         )
         if committed is None:
             raise RunInterrupted("cancelled")
@@ -133,7 +133,7 @@ class AgentLoop:
 
         if run.approved_calls:
             step = new_step()
-            rows, results, executed = await self._execute_calls(
+            rows, results, executed = await self._tool_calls.run(
                 run, control, turn, None, run.approved_calls, approved=True
             )
             if any(turn.solver.is_terminal(name) for name in executed):
@@ -181,7 +181,9 @@ class AgentLoop:
                     {"message": str(exc), "status_code": exc.status_code},
                 )
                 # The failed step is recorded; the run ends with llm_api_error in `execute`.
-                await self._store.commit_step(run.run_id, run.agent.id, step, [], run.blocks)
+                await self._store.commit_step(
+                    run.run_id, run.agent.id, step, [], run.blocks, attempt=run.attempt
+                )
                 raise
             if state.ttft_ns is None:
                 state.ttft_ns = time.monotonic_ns() - state.t0
@@ -254,6 +256,7 @@ class AgentLoop:
                     trigger="context_window_exceeded",
                     options=CompactionOptions(),
                     tokens_before=tokens,
+                    attempt=run.attempt,
                 )
             )
             if compaction is None:
@@ -284,6 +287,7 @@ class AgentLoop:
                 model=model,
                 context_window=run.agent.context_window,
                 trigger="manual",
+                attempt=run.attempt,
                 options=CompactionOptions(
                     mode=options.get("mode") or "sliding_window",
                     keep_fraction=options.get("sliding_window_percentage") or KEEP_FRACTION,
@@ -309,9 +313,9 @@ class AgentLoop:
         calls = [_call_dict(c) for c in response.tool_calls]
         held = [c for c in calls if turn.needs_human(c["name"])]
         ready = [c for c in calls if not turn.needs_human(c["name"])]
-        exec_rows, results, executed = await self._execute_calls(run, control, turn, step.step_id, ready)
+        exec_rows, results, executed = await self._tool_calls.run(run, control, turn, step.step_id, ready)
         # Call rows after execution: a run-first prefill may have changed a call's arguments.
-        rows.extend(self._call_row(run, step.step_id, call) for call in ready)
+        rows.extend(call_row(run, step.step_id, call) for call in ready)
         pending_id = None
         if held:
             client_names = [c["name"] for c in held if c["name"] not in turn.server_tools]
@@ -378,105 +382,6 @@ class AgentLoop:
                 for c in response.tool_calls
             ]
         return rows, assistant
-
-    async def _execute_calls(
-        self,
-        run: StartedRun,
-        control: RunControl,
-        turn: Turn,
-        step_id: str | None,
-        calls: list[dict[str, Any]],
-        *,
-        approved: bool = False,
-    ) -> tuple[list[MessageRow], list[dict[str, Any]], list[str]]:
-        """Run the calls in order, each checked against the tool rules just before it runs and
-        recorded just after; a stretch of parallel-safe custom tools is checked, then run at once.
-
-        Returns the tool-return rows and LLM messages in call order, and the names that ran. A call
-        the rules refuse does not run: its return is the refusal. ``approved`` calls were let through
-        by a human after the rules had already allowed them.
-        """
-        rows: list[MessageRow] = []
-        results: list[dict[str, Any]] = []
-        executed: list[str] = []
-        for batch in batches(calls, turn):
-            refusals = {c["tool_call_id"]: v for c in batch if (v := None if approved else turn.check(c))}
-            runnable = [c for c in batch if c["tool_call_id"] not in refusals]
-            outcomes: list[ToolOutcome] = []
-            if len(runnable) > 1:
-                outcomes = list(
-                    await asyncio.gather(*(self._execute_one(run, control, turn, c) for c in runnable))
-                )
-            elif runnable:
-                outcomes = [await self._execute_one(run, control, turn, runnable[0])]
-            by_id = {c["tool_call_id"]: o for c, o in zip(runnable, outcomes, strict=True)}
-            for call in batch:
-                call_id = call["tool_call_id"]
-                if call_id in refusals:
-                    outcome = ToolOutcome("error", refusals[call_id])
-                else:
-                    outcome = by_id[call_id]
-                    executed.append(call["name"])
-                    violation = turn.record(call["name"], outcome)
-                    if violation is not None:
-                        outcome = ToolOutcome(
-                            "error", f"{outcome.text}\n{violation}", outcome.stdout, outcome.stderr
-                        )
-                rows.append(self._return_row(run, step_id, call, outcome))
-                results.append({"role": "tool", "tool_call_id": call_id, "content": outcome.text})
-        return rows, results, executed
-
-    async def _execute_one(
-        self, run: StartedRun, control: RunControl, turn: Turn, call: dict[str, Any]
-    ) -> ToolOutcome:
-        name = call["name"]
-        try:
-            args = json.loads(call["arguments"] or "{}")
-        except json.JSONDecodeError as exc:
-            return ToolOutcome(
-                "error",
-                f"the arguments of '{name}' are not valid JSON ({exc.msg}); call it again with a JSON object",
-            )
-        if not isinstance(args, dict):
-            return ToolOutcome("error", f"the arguments of '{name}' must be a JSON object")
-        tool = turn.server_tools.get(name)
-        if tool is not None:
-            return await control.interruptible(self._executor.execute(tool, args, turn.context))
-        if name == turn.send_tool:
-            return ToolOutcome("success", SEND_MESSAGE_RESULT)
-        return ToolOutcome("error", f"tool '{name}' does not exist; available tools: {sorted(turn.specs)}")
-
-    @staticmethod
-    def _call_row(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> MessageRow:
-        return new_message(
-            run.run_id,
-            run.agent.id,
-            "tool_call_message",
-            {"tool_call": call, "tool_calls": [call]},
-            step_id=step_id,
-            otid=new_id("otid"),
-        )
-
-    @staticmethod
-    def _return_row(
-        run: StartedRun, step_id: str | None, call: dict[str, Any], outcome: ToolOutcome
-    ) -> MessageRow:
-        return new_message(
-            run.run_id,
-            run.agent.id,
-            "tool_return_message",
-            tool_return_body(
-                call["tool_call_id"],
-                call["name"],
-                outcome.status,
-                outcome.text,
-                outcome.stdout,
-                outcome.stderr,
-            ),
-            step_id=step_id,
-            is_err=outcome.status == "error",
-            otid=new_id("otid"),
-        )
 
 
 def _flag(value: Any, *, default: bool) -> bool:

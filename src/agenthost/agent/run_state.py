@@ -5,18 +5,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agenthost.agent.store import Ending
+from agenthost.agent.ending import Ending
 from agenthost.llm.base import LLMResponse
 
 
 class RunState:
     """Timings, and with ``return_logprobs``/``return_token_ids`` the token data the run returns."""
 
-    __slots__ = ("logprobs", "t0", "ttft_ns", "turns", "want_logprobs", "want_turns")
+    __slots__ = ("attempt", "logprobs", "t0", "ttft_ns", "turns", "want_logprobs", "want_turns")
 
     def __init__(self, t0: int) -> None:
         self.t0 = t0
         self.ttft_ns: int | None = None
+        self.attempt: int | None = None
         self.want_logprobs = False
         self.want_turns = False
         self.logprobs: dict[str, Any] | None = None
@@ -51,4 +52,6 @@ class RunState:
             result["logprobs"] = self.logprobs
         if self.want_turns:
             result["turns"] = self.turns
-        return Ending(stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0, result or None)
+        return Ending(
+            stop_reason, error, self.ttft_ns, time.monotonic_ns() - self.t0, result or None, self.attempt
+        )

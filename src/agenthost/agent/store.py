@@ -1,7 +1,7 @@
 """What the agent loop reads and writes, each in one transaction: start a run, commit a step, finish it.
 
-Every write after the start is fenced on ``status = 'running'``: once a run is cancelled (or failed
-by recovery) nothing a late step produces can land.
+Every write after the start is fenced on the run's ownership (``agent/ending.py``): once a run is
+cancelled, failed by recovery or handed back, nothing a late step produces can land.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.context import image_file_ids
+from agenthost.agent.ending import Committed, Ending, end_run, mark_effects_started, owns_run
 from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
@@ -29,24 +30,6 @@ from agenthost.db.rows import (
     ToolRow,
 )
 from agenthost.db.types import utcnow
-
-ERROR_STOP_REASONS = {
-    "error",
-    "llm_api_error",
-    "invalid_llm_response",
-    "invalid_tool_call",
-    "insufficient_credits",
-    "context_window_overflow_in_system_prompt",
-    "max_tokens_exceeded",
-    "no_tool_call",
-}
-
-
-def status_for(stop_reason: str) -> str:
-    """Letta's mapping from stop reason to run status."""
-    if stop_reason == "cancelled":
-        return "cancelled"
-    return "failed" if stop_reason in ERROR_STOP_REASONS else "completed"
 
 
 @dataclass(slots=True)
@@ -72,6 +55,10 @@ class StartedRun:
     history: list[Any]  # in-context rows with message_type, step_id, body (see agent/context.py)
     # Stored image files the history shows: file_id → data URL.
     images: dict[str, str] = field(default_factory=dict)
+    # This execution's attempt: every later write is fenced on it.
+    attempt: int = 1
+    # Set once a server-side tool with effects may have run (recorded on the run row first).
+    effects_started: bool = False
     # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
     approved_calls: list[dict[str, Any]] = field(default_factory=list)
 
@@ -90,24 +77,6 @@ class Rejected:
 
     reason: str
     committed: Committed | None
-
-
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How a run ends: its stop reason (the status follows), an error text, and timings."""
-
-    stop_reason: str
-    error: str | None = None
-    ttft_ns: int | None = None
-    duration_ns: int | None = None
-    # What the run returns besides its messages (``logprobs``, ``turns``), kept in the run's metadata.
-    result: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    ended: bool
-    callback_pending: bool
 
 
 @dataclass(slots=True)
@@ -143,7 +112,7 @@ class RunStore:
             claimed = (await conn.execute(_CLAIM, {"rid": run_id, "now": utcnow()})).first()
             if claimed is None:
                 return None
-            agent_id, request = claimed
+            agent_id, request, attempt = claimed
             agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
@@ -158,8 +127,8 @@ class RunStore:
                         RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending
                     )
                 except ValueError as exc:
-                    ending = Ending("error", str(exc))
-                    return Rejected(str(exc), await _end_run(conn, run_id, ending, ("running",)))
+                    ending = Ending("error", str(exc), attempt=attempt)
+                    return Rejected(str(exc), await end_run(conn, run_id, ending, ("running",)))
                 await _insert_messages(conn, rows)
                 if pending is not None:
                     await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
@@ -187,6 +156,7 @@ class RunStore:
                 blocks=blocks,
                 history=list(history),
                 images=images,
+                attempt=attempt,
                 approved_calls=approved,
             )
 
@@ -200,18 +170,18 @@ class RunStore:
         *,
         pending_approval_id: str | None = None,
         ending: Ending | None = None,
+        attempt: int = 1,
     ) -> Committed | None:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
         """
         async with self._db.transaction() as conn:
             if ending is None:
-                fenced = await conn.execute(_FENCE, {"rid": run_id})
-                if fenced.rowcount != 1:
+                if not await owns_run(conn, run_id, attempt):
                     return None
                 committed = Committed(ended=False, callback_pending=False)
             else:
-                ended = await _end_run(conn, run_id, ending, ("running",))
+                ended = await end_run(conn, run_id, ending, ("running",))
                 if ended is None:
                     return None
                 committed = ended
@@ -225,12 +195,18 @@ class RunStore:
                 await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": pending_approval_id})
             return committed
 
+    async def effects_starting(self, run_id: str, attempt: int) -> bool:
+        """Record, before a server-side tool first runs, that this run may have had effects (a run
+        whose worker dies after this is failed, not re-queued). False if the run is no longer ours."""
+        async with self._db.transaction() as conn:
+            return await mark_effects_started(conn, run_id, attempt)
+
     async def finish(
         self, run_id: str, ending: Ending, *, from_statuses: tuple[str, ...] = ("running",)
     ) -> Committed | None:
         """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
         async with self._db.transaction() as conn:
-            return await _end_run(conn, run_id, ending, from_statuses)
+            return await end_run(conn, run_id, ending, from_statuses)
 
     async def context_rows(self, agent_id: str) -> ContextState:
         """The agent's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
@@ -248,6 +224,7 @@ class RunStore:
         new_start: int,
         summary: str,
         messages: list[MessageRow],
+        attempt: int = 1,
     ) -> bool:
         """Move the context's start and store the summary, with the compaction's records, atomically.
 
@@ -255,8 +232,7 @@ class RunStore:
         agent moved the start first.
         """
         async with self._db.transaction() as conn:
-            fenced = await conn.execute(_FENCE, {"rid": run_id})
-            if fenced.rowcount != 1:
+            if not await owns_run(conn, run_id, attempt):
                 return False
             stmt = (
                 update(AgentRow)
@@ -316,7 +292,7 @@ _CLAIM = (
     update(RunRow)
     .where(RunRow.id == bindparam("rid"), RunRow.status == "created")
     .values(status="running", started_at=bindparam("now"))
-    .returning(RunRow.agent_id, RunRow.request)
+    .returning(RunRow.agent_id, RunRow.request, RunRow.attempt)
 )
 _AGENT = (
     select(
@@ -366,9 +342,6 @@ _TOOLS = (
     .where(AgentToolRow.agent_id == bindparam("aid"))
     .order_by(AgentToolRow.position)
 )
-_FENCE = (
-    update(RunRow).where(RunRow.id == bindparam("rid"), RunRow.status == "running").values(status="running")
-)
 _SET_PENDING = (
     update(AgentRow).where(AgentRow.id == bindparam("aid")).values(pending_approval_id=bindparam("pid"))
 )
@@ -377,15 +350,6 @@ _SET_BLOCK = (
     .where(BlockRow.id == bindparam("bid"))
     .values(value=bindparam("val"), updated_at=bindparam("now"))
 )
-_AGENT_LAST_RUN = (
-    update(AgentRow)
-    .where(AgentRow.id == bindparam("aid"))
-    .values(
-        last_run_completion=bindparam("now"),
-        last_run_duration_ms=bindparam("ms"),
-        last_stop_reason=bindparam("sr"),
-    )
-)
 _INSERT_STEP = insert(StepRow)
 _INSERT_MESSAGES = insert(MessageRow)
 
@@ -393,41 +357,6 @@ _INSERT_MESSAGES = insert(MessageRow)
 async def block_states(conn: AsyncConnection | AsyncSession, agent_id: str) -> list[BlockState]:
     """The agent's memory blocks, in prompt order, as a run (or a direct tool call) edits them."""
     return [BlockState(*b) for b in (await conn.execute(_BLOCKS, {"aid": agent_id})).all()]
-
-
-async def _end_run(
-    conn: AsyncConnection, run_id: str, ending: Ending, from_statuses: tuple[str, ...]
-) -> Committed | None:
-    now = utcnow()
-    values: dict[Any, Any] = {
-        RunRow.status: status_for(ending.stop_reason),
-        RunRow.stop_reason: ending.stop_reason,
-        RunRow.completed_at: now,
-        RunRow.ttft_ns: ending.ttft_ns,
-        RunRow.total_duration_ns: ending.duration_ns,
-        RunRow.callback_pending: RunRow.callback_url.is_not(None),
-    }
-    metadata: dict[str, Any] = dict(ending.result or {})
-    if ending.error is not None:
-        # Run metadata holds only what the server records (the API takes none on create).
-        metadata["error"] = ending.error
-    if metadata:
-        values[RunRow.metadata_] = metadata
-    ended = (
-        await conn.execute(
-            update(RunRow)
-            .where(RunRow.id == run_id, RunRow.status.in_(from_statuses))
-            .values(values)
-            .returning(RunRow.agent_id, RunRow.callback_pending)
-        )
-    ).first()
-    if ended is None:
-        return None
-    duration_ms = ending.duration_ns // 1_000_000 if ending.duration_ns is not None else None
-    await conn.execute(
-        _AGENT_LAST_RUN, {"aid": ended.agent_id, "now": now, "ms": duration_ms, "sr": ending.stop_reason}
-    )
-    return Committed(ended=True, callback_pending=bool(ended.callback_pending))
 
 
 _MESSAGE_COLUMNS = (

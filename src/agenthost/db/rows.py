@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from agenthost.db.types import Json, SeqKey, UTCDateTime, utcnow
@@ -124,6 +135,7 @@ class RunRow(Base):
     __table_args__ = (
         Index("ix_runs_agent_seq", "agent_id", "seq"),
         Index("ix_runs_status_seq", "status", "seq"),
+        Index("ix_runs_agent_status", "agent_id", "status"),
     )
 
     seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
@@ -143,6 +155,14 @@ class RunRow(Base):
     callback_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     callback_status_code: Mapped[int | None] = mapped_column(Integer)
     callback_error: Mapped[str | None] = mapped_column(Text)
+    # Which execution of the run may write: a run handed back after its worker died gets attempt + 1,
+    # and every write of the loop is fenced on it.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Set before the run's first server-side tool executes: past that, a dead worker's run is failed,
+    # not re-queued (the tool may have had effects).
+    effects_started: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # The procrastinate job executing the run (distributed engine only).
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
     ttft_ns: Mapped[int | None] = mapped_column(SeqKey)
     total_duration_ns: Mapped[int | None] = mapped_column(SeqKey)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
