@@ -28,12 +28,12 @@ from agenthost.llm.providers import Providers
 from agenthost.settings import Settings
 
 
-def create_app(settings: Settings, *, providers: Providers | None = None) -> FastAPI:
+def create_app(settings: Settings, *, providers: Providers | None = None, run_worker: bool = True) -> FastAPI:
     """Build the app; storage, engine and providers start in the lifespan (migrations first)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await Container.start(settings, providers)
+        container = await Container.start(settings, providers, run_worker=run_worker)
         app.state.container = container
         try:
             yield

@@ -44,10 +44,16 @@ class Container:
     passages: PassageService
 
     @classmethod
-    async def start(cls, settings: Settings, providers: Providers | None = None) -> Container:
+    async def start(
+        cls, settings: Settings, providers: Providers | None = None, *, run_worker: bool = True
+    ) -> Container:
+        """Wire everything from ``settings``. ``run_worker=False`` (``serve --no-worker``) leaves the
+        runs to other processes' workers (distributed engine only)."""
         db = Database(settings.sqlalchemy_url(), pool_size=settings.db_pool_size)
         try:
-            await db.acquire_engine_lock(settings.data_dir)
+            if settings.engine == "embedded":
+                # The embedded engine owns its database: a second one would break per-agent FIFO.
+                await db.acquire_engine_lock(settings.data_dir)
             await db.migrate()
             tools = ToolService(db, settings)
             await tools.sync_builtins()
@@ -77,9 +83,18 @@ class Container:
             on_finished=callbacks.notify,
             thinking_budget_tokens=settings.thinking_budget_tokens,
         )
-        engine = EmbeddedEngine(
-            db, loop, max_concurrent=settings.max_concurrent_runs, shutdown_grace_s=settings.shutdown_grace_s
-        )
+        engine: RunEngine
+        if settings.engine == "procrastinate":
+            from agenthost.engine.distributed import DistributedEngine
+
+            engine = DistributedEngine(db, settings, loop, callbacks.notify, run_worker=run_worker)
+        else:
+            engine = EmbeddedEngine(
+                db,
+                loop,
+                max_concurrent=settings.max_concurrent_runs,
+                shutdown_grace_s=settings.shutdown_grace_s,
+            )
         container = cls(
             settings=settings,
             db=db,
@@ -89,7 +104,7 @@ class Container:
             agents=AgentService(db, settings, providers),
             blocks=BlockService(db),
             messages=MessageService(db),
-            runs=RunService(db, engine, providers, callbacks),
+            runs=RunService(db, engine, providers, callbacks, settings),
             tools=tools,
             agent_tools=AgentToolService(db, executor),
             sandbox=sandbox,

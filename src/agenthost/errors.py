@@ -45,6 +45,17 @@ class PendingApproval(Conflict):
     code = "PENDING_APPROVAL"
 
 
+class TooManyRequests(AgentHostError):
+    """The agent already has as many queued runs as the server accepts; retry after ``retry_after_s``."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, extra={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
 class ServiceUnavailable(AgentHostError):
     status_code = 503
     code = "unavailable"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -84,7 +84,21 @@ class Settings(BaseSettings):
     llm_retry_base_delay_s: float = 0.5
     default_context_window: int = 128_000
 
-    # Run engine.
+    # Run engine. "embedded": in the API process (SQLite or PostgreSQL). "procrastinate": runs are
+    # procrastinate jobs on PostgreSQL, executed by any number of `agenthost worker` processes.
+    engine: Literal["embedded", "procrastinate"] = "embedded"
+    # Per worker process (distributed engine): runs executed at once.
+    worker_concurrency: int = Field(default=32, ge=1)
+    # How often an idle worker looks for a job whose agent just became free (procrastinate does not
+    # wake workers when a lock is released).
+    worker_poll_interval_s: float = Field(default=0.1, gt=0)
+    # Workers write a heartbeat this often; one silent for `stalled_after_s` is presumed dead and its
+    # runs are re-queued (no side effect yet) or failed.
+    heartbeat_interval_s: float = Field(default=2.0, gt=0)
+    stalled_after_s: float = Field(default=10.0, gt=0)
+    reaper_interval_s: float = Field(default=2.0, gt=0)
+    # Runs waiting behind an agent's current one; past it create_async answers 429 with Retry-After.
+    max_queued_runs_per_agent: int = Field(default=1000, ge=1)
     max_concurrent_runs: int = 64
     shutdown_grace_s: float = 10.0
     default_max_steps: int = 50
@@ -112,6 +126,28 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _engine_needs_postgres(self) -> Settings:
+        if self.engine == "procrastinate" and not self.is_postgres:
+            raise ValueError(
+                "AGENTHOST_ENGINE=procrastinate needs PostgreSQL: set LETTA_PG_URI or AGENTHOST_DATABASE_URL"
+            )
+        if self.stalled_after_s < 2 * self.heartbeat_interval_s:
+            # One late beat (a busy host, a slow commit) must not make a live worker's runs be handed back.
+            raise ValueError(
+                f"AGENTHOST_STALLED_AFTER_S ({self.stalled_after_s:g}) must be at least twice "
+                f"AGENTHOST_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s:g})"
+            )
+        return self
+
+    def psycopg_conninfo(self) -> str:
+        """The PostgreSQL URL as libpq (psycopg, the distributed engine's driver) takes it."""
+        url = self.database_url or ""
+        for prefix in ("postgresql+asyncpg://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql://" + url[len(prefix) :]
+        return url
 
     @property
     def is_postgres(self) -> bool:

@@ -39,3 +39,30 @@ def test_own_prefix_and_sqlite_default(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_secrets_do_not_leak_into_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
     assert "sk-very-secret" not in repr(Settings())
+
+
+def test_the_distributed_engine_needs_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTHOST_ENGINE", "procrastinate")
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        Settings()
+    monkeypatch.setenv("LETTA_PG_URI", "postgresql+asyncpg://u@db:5432/agents")
+    settings = Settings()
+    assert settings.engine == "procrastinate"
+    # procrastinate's driver (psycopg) takes a plain libpq URL.
+    assert settings.psycopg_conninfo() == "postgresql://u@db:5432/agents"
+
+
+def test_a_worker_without_the_distributed_engine_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from agenthost.cli import main
+
+    assert main(["worker"]) == 2
+    assert "AGENTHOST_ENGINE=procrastinate" in capsys.readouterr().err
+
+
+def test_failure_detection_must_outlast_a_late_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTHOST_HEARTBEAT_INTERVAL_S", "2")
+    monkeypatch.setenv("AGENTHOST_STALLED_AFTER_S", "3")
+    with pytest.raises(ValueError, match="at least twice AGENTHOST_HEARTBEAT_INTERVAL_S"):
+        Settings()
+    monkeypatch.setenv("AGENTHOST_STALLED_AFTER_S", "4")
+    assert Settings().stalled_after_s == 4

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 
 class RunEngine(ABC):
     """Executes committed ``created`` runs: one at a time per agent, in arrival order."""
@@ -16,9 +18,13 @@ class RunEngine(ABC):
     async def stop(self) -> None:
         """Stop executing; in-flight runs finish within a grace period or end as failed."""
 
+    async def defer_in(self, session: AsyncSession, run_id: str, agent_id: str) -> None:  # noqa: B027
+        """Schedule the run inside the transaction that inserts its row (a distributed engine's job
+        commits with the run, or neither does). The embedded engine schedules after the commit."""
+
     @abstractmethod
     async def enqueue(self, run_id: str, agent_id: str) -> None:
-        """Schedule a run whose row is already committed."""
+        """Schedule a run whose row is already committed (a no-op where ``defer_in`` did it)."""
 
     @abstractmethod
     async def interrupt(self, run_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +14,14 @@ from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, MessageRow, RunKeyRow, RunRow, StepRow
 from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
-from agenthost.errors import Conflict, InvalidArgument, NotFound, PendingApproval, ServiceUnavailable
+from agenthost.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PendingApproval,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
@@ -26,17 +33,38 @@ from agenthost.services.images import store_images
 from agenthost.services.pagination import Page, paginate
 from agenthost.services.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views, run_view, step_view
+from agenthost.settings import Settings
 
 ACTIVE = ("created", "running")
-_AGENT_STATE = select(AgentRow.id, AgentRow.pending_approval_id).where(AgentRow.id == bindparam("aid"))
+# Counts at most `cap` queued runs (a capped subquery: the check costs the same however long the queue).
+_QUEUED = select(func.count()).select_from(
+    select(RunRow.seq)
+    .where(RunRow.agent_id == bindparam("aid"), RunRow.status == "created")
+    .limit(bindparam("cap"))
+    .subquery()
+)
+_RETRY_AFTER_S = 1
+# Locked (FOR NO KEY UPDATE, which does not block inserts referencing the agent): concurrent requests
+# for one agent take turns, so a run's seq, created_at, job id and commit order agree.
+_AGENT_STATE = (
+    select(AgentRow.id, AgentRow.pending_approval_id)
+    .where(AgentRow.id == bindparam("aid"))
+    .with_for_update(key_share=True)
+)
 _RUN_COLUMNS = [c for c in RunRow.__mapper__.column_attrs if c.key != "seq"]
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 
 
 class RunService:
     def __init__(
-        self, db: Database, engine: RunEngine, providers: Providers, callbacks: CallbackDispatcher
+        self,
+        db: Database,
+        engine: RunEngine,
+        providers: Providers,
+        callbacks: CallbackDispatcher,
+        settings: Settings,
     ) -> None:
+        self._settings = settings
         self._db = db
         self._engine = engine
         self._providers = providers
@@ -83,6 +111,7 @@ class RunService:
                     if earlier is not None:
                         return run_view(earlier)
                 await self._check_approval_state(session, agent_id, agent.pending_approval_id, inputs)
+                await self._check_queue_bound(session, agent_id)
                 await store_images(session, agent_id, inputs)
                 # Built here and inserted with Core: the view needs no read-back, and the ORM unit of
                 # work would cost more than the insert on this hot path.
@@ -103,6 +132,7 @@ class RunService:
                 if otids:
                     keys = [{"agent_id": agent_id, "otid": o, "run_id": run.id} for o in otids]
                     await session.execute(insert(RunKeyRow), keys)
+                await self._engine.defer_in(session, run.id, agent_id)
                 view = run_view(run)
         except IntegrityError:
             # A concurrent request with the same otids won the race: answer with its run.
@@ -174,6 +204,17 @@ class RunService:
             num_messages_after=int(stats.get("messages_count_after", 0)),
             run_id=run_id,
         )
+
+    async def _check_queue_bound(self, session: AsyncSession, agent_id: str) -> None:
+        """429 past ``max_queued_runs_per_agent`` waiting runs: a bounded queue keeps every agent's
+        wait (and the distributed engine's job fetches) bounded."""
+        limit = self._settings.max_queued_runs_per_agent
+        queued = await session.scalar(_QUEUED, {"aid": agent_id, "cap": limit})
+        if queued is not None and queued >= limit:
+            raise TooManyRequests(
+                f"agent '{agent_id}' already has {limit} runs waiting; retry once some have run",
+                retry_after_s=_RETRY_AFTER_S,
+            )
 
     async def _replay(self, session: AsyncSession, agent_id: str, otids: list[str]) -> RunRow | None:
         keys = (
