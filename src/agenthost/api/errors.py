@@ -7,17 +7,25 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from agenthost.errors import AgentHostError
+from agenthost.errors import AgentHostError, TooManyRequests
 
 log = logging.getLogger(__name__)
+
+# How long a client told that the database is busy or away should wait before trying again.
+_DATABASE_RETRY_AFTER_S = 1
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AgentHostError)
     async def _ours(_request: Request, exc: AgentHostError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyRequests) else None
         return JSONResponse(
-            status_code=exc.status_code, content={"detail": exc.message, "code": exc.code, **exc.extra}
+            status_code=exc.status_code,
+            content={"detail": exc.message, "code": exc.code, **exc.extra},
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -31,3 +39,24 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=422,
             content={"detail": f"invalid request: {summary}", "code": "invalid_argument", "errors": errors},
         )
+
+    # The database failing under a request is the server's trouble, not the request's: a 503 that says
+    # so (and when to retry) rather than a bare 500.
+    @app.exception_handler(PoolTimeout)
+    async def _pool_timeout(_request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("no database connection came free in time: %s", exc)
+        return _database_unavailable("the server is overloaded: no database connection came free in time")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_error(_request: Request, exc: OperationalError | InterfaceError) -> JSONResponse:
+        log.error("the database failed under a request: %s", exc.orig if exc.orig is not None else exc)
+        return _database_unavailable("the database is unavailable")
+
+
+def _database_unavailable(message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=503,
+        content={"detail": f"{message}; retry shortly", "code": "unavailable"},
+        headers={"Retry-After": str(_DATABASE_RETRY_AFTER_S)},
+    )
