@@ -93,6 +93,20 @@ def unique_model() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+def request_texts(body: dict[str, Any], role: str) -> list[str]:
+    """The text of every chat message of ``role`` in an LLM request body, in order."""
+    out: list[str] = []
+    for message in body["messages"]:
+        if message["role"] != role:
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.append("".join(p.get("text", "") for p in content if isinstance(p, dict)))
+    return out
+
+
 @dataclass
 class ThreadServer:
     """agenthost served by uvicorn in a background thread (its own event loop), on a free port."""
@@ -150,6 +164,8 @@ class ProcessServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    # More arguments for ``agenthost serve`` (``--no-worker``).
+    args: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -168,6 +184,7 @@ class ProcessServer:
             str(self.port),
             "--data-dir",
             str(self.data_dir),
+            *self.args,
         ]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=subprocess.PIPE)
         if wait:
@@ -193,6 +210,57 @@ class ProcessServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class ProcessWorker:
+    """A real ``agenthost worker`` subprocess (the distributed engine's executor; it serves no HTTP).
+
+    Its output goes to ``log_path`` (a pipe nobody reads could fill and block it).
+    """
+
+    env: dict[str, str]
+    log_path: Path
+    concurrency: int = 8
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessWorker:
+        cmd = [sys.executable, "-m", "agenthost", "worker", "--concurrency", str(self.concurrency)]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, env={**os.environ, **self.env}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused worker cannot act on SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=30)

@@ -10,28 +10,13 @@ import itertools
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from letta_client.types.agents.run import Run
 from tests.fakes.fake_llm import Delay, FakeLLM, Text
-from tests.support import ThreadServer, wait_for_run, wait_until
+from tests.support import ThreadServer, request_texts, wait_for_run, wait_until
 
 # Wall clock (completed_at) against monotonic durations: allow for rounding, not for real overlap.
 CLOCK_SLACK = timedelta(milliseconds=3)
-
-
-def texts(body: dict[str, Any], role: str) -> list[str]:
-    """The text of every chat message of ``role`` in an LLM request body, in order."""
-    out: list[str] = []
-    for message in body["messages"]:
-        if message["role"] != role:
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            out.append(content)
-        elif isinstance(content, list):
-            out.append("".join(p.get("text", "") for p in content if isinstance(p, dict)))
-    return out
 
 
 def completed_at(run: Run) -> datetime:
@@ -76,8 +61,8 @@ def test_twenty_runs_on_one_agent_run_in_submission_order(
     requests = fake_llm.requests(model)
     assert len(requests) == n
     for i, body in enumerate(requests):
-        assert texts(body, "user") == [f"msg {j}" for j in range(i + 1)]
-        assert texts(body, "assistant") == [f"reply {j}" for j in range(i)]
+        assert request_texts(body, "user") == [f"msg {j}" for j in range(i + 1)]
+        assert request_texts(body, "assistant") == [f"reply {j}" for j in range(i)]
 
     for i, run in enumerate(runs):
         messages = client.runs.messages.list(run.id)
