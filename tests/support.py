@@ -188,8 +188,11 @@ class ProcessServer:
         ]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=subprocess.PIPE)
         if wait:
-            wait_until(self._healthy, timeout=30, what="agenthost serve to answer /v1/health/")
+            self.wait_healthy()
         return self
+
+    def wait_healthy(self) -> None:
+        wait_until(self._healthy, timeout=30, what="agenthost serve to answer /v1/health/")
 
     def _healthy(self) -> bool:
         assert self.proc is not None

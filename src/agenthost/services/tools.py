@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,6 +85,9 @@ async def attach_tool_rows(session: AsyncSession, agent: AgentRow, tools: list[T
     agent.tool_rules = rules
 
 
+_BUILTINS_LOCK = 0x61676E74746F6F6C  # "agnttool"
+
+
 class ToolService:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -93,6 +96,10 @@ class ToolService:
     async def sync_builtins(self) -> None:
         """Make the tools table hold every built-in tool as this version of the server defines it."""
         async with self._db.session() as session:
+            if not self._db.is_sqlite:
+                # Processes starting together (API servers, workers) take turns: each sees the rows the
+                # one before it inserted, instead of inserting them again.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _BUILTINS_LOCK})
             existing = {
                 r.id: r
                 for r in (
