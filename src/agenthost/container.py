@@ -113,7 +113,7 @@ class Container:
         await passages.start()
         await sandbox.start()
         await engine.start()
-        await callbacks.resume_pending()
+        await callbacks.start()
         return container
 
     async def stop(self) -> None:

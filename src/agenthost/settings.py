@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     callback_retry_window_s: float = 60.0
     callback_retry_base_delay_s: float = 0.5
     callback_signing_secret: SecretStr | None = None
+    # How often every process looks for callbacks left undelivered (their deliverer's lease ran out).
+    callback_sweep_interval_s: float = Field(default=5.0, gt=0)
 
     # When set, every /v1 route but health requires `Authorization: Bearer <password>`.
     server_password: SecretStr | None = Field(

@@ -5,19 +5,26 @@ Each test posts to a path of its own on one shared receiver, which answers per p
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from letta_client import Letta
 from letta_client.types.agents.run import Run
+from sqlalchemy import update
 from tests.fakes.callback_receiver import CallbackReceiver
 from tests.fakes.fake_llm import FakeLLM, Hang, Text
 from tests.support import ThreadServer, free_port, wait_for_run, wait_until
+
+from agenthost.db.database import Database
+from agenthost.db.rows import RunRow
+from agenthost.db.types import utcnow
+from agenthost.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +224,45 @@ def test_cancelled_run_calls_back(
     receiver.wait_for(other)
     assert wait_for_run(client, later.id).status == "completed"
     assert len(receiver.posts(url)) == 1
+
+
+async def _leave_pending(settings: Settings, run_id: str, lease_until: datetime) -> None:
+    """Put the run's callback back as a process that died while delivering it leaves it."""
+    db = Database(settings.sqlalchemy_url(), pool_size=1)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id)
+                .values(callback_pending=True, callback_lease_until=lease_until)
+            )
+    finally:
+        await db.close()
+
+
+def test_a_callback_left_pending_is_sent_by_the_sweep_once_its_lease_runs_out(
+    fresh_server: Callable[..., ThreadServer],
+    receiver: CallbackReceiver,
+    fake_llm: FakeLLM,
+    model: str,
+    handle: str,
+) -> None:
+    srv = fresh_server(callback_sweep_interval_s=0.1)
+    client = srv.client()
+    fake_llm.script(model, Text("swept"))
+    url = receiver.url()
+    _, run = run_with_callback(client, handle, url)
+    [first] = receiver.wait_for(url)
+    callback_settled(client, run.id, 200)
+
+    lease_until = utcnow() + timedelta(seconds=1.5)
+    asyncio.run(_leave_pending(srv.settings, run.id, lease_until))
+    # Sweeps run every 0.1 s: while the (dead) deliverer's lease holds, none of them sends it.
+    time.sleep(0.7)
+    assert len(receiver.posts(url)) == 1
+    second = receiver.wait_for(url, 2)[1]
+    assert utcnow() >= lease_until
+    assert second.body == first.body
+    # Delivered and recorded: no further sweep sends it again.
+    time.sleep(0.5)
+    assert len(receiver.posts(url)) == 2

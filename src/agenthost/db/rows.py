@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,6 +137,13 @@ class RunRow(Base):
         Index("ix_runs_agent_seq", "agent_id", "seq"),
         Index("ix_runs_status_seq", "status", "seq"),
         Index("ix_runs_agent_status", "agent_id", "status"),
+        # Only the few runs with a callback to deliver: the sweep reads them every few seconds.
+        Index(
+            "ix_runs_callback_pending",
+            "callback_pending",
+            postgresql_where=text("callback_pending"),
+            sqlite_where=text("callback_pending"),
+        ),
     )
 
     seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
@@ -155,6 +163,8 @@ class RunRow(Base):
     callback_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     callback_status_code: Mapped[int | None] = mapped_column(Integer)
     callback_error: Mapped[str | None] = mapped_column(Text)
+    # Until when a process delivering the callback holds it; past that, any process's sweep takes over.
+    callback_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Which execution of the run may write: a run handed back after its worker died gets attempt + 1,
     # and every write of the loop is fenced on it.
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

@@ -1,7 +1,11 @@
 """Callbacks: POST a run's outcome to its ``callback_url`` once it is terminal.
 
-Delivery is durable: the terminal transition sets ``callback_pending`` in the same transaction, and a
-start-up sweep re-sends whatever a dead process did not deliver. Connection errors and 5xx answers are
+Delivery is durable: the terminal transition sets ``callback_pending`` in the same transaction. The
+process that ended the run delivers it under a lease (``callback_lease_until``, renewed before each
+attempt), and every process sweeps for pending callbacks whose lease has run out (at start, then every
+``callback_sweep_interval_s``): a callback a dead process did not deliver is sent by another, while one
+being delivered is left to its deliverer. Delivery is at least once: a process that dies after a POST
+but before recording it leaves the callback to be sent again. Connection errors and 5xx answers are
 retried with backoff for a bounded time; 4xx answers are final. A failing callback never changes the
 run itself, only its ``callback_*`` fields. With a signing secret configured, each POST carries
 ``X-Agenthost-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``.
@@ -16,10 +20,11 @@ import json
 import logging
 import random
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select, update
 
 from agenthost.db.database import Database
 from agenthost.db.rows import RunRow
@@ -29,6 +34,27 @@ from agenthost.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A lease outlasts the attempt it covers (the POST's timeout) by this much.
+_LEASE_MARGIN_S = 10.0
+_SWEEP_BATCH = 500
+_CLAIM = (
+    update(RunRow)
+    .where(
+        RunRow.id == bindparam("rid"),
+        RunRow.callback_pending.is_(True),
+        or_(RunRow.callback_lease_until.is_(None), RunRow.callback_lease_until < bindparam("now")),
+    )
+    .values(callback_lease_until=bindparam("until"))
+)
+_UNLEASED = (
+    select(RunRow.id)
+    .where(
+        RunRow.callback_pending.is_(True),
+        or_(RunRow.callback_lease_until.is_(None), RunRow.callback_lease_until < bindparam("now")),
+    )
+    .limit(_SWEEP_BATCH)
+)
+
 
 class CallbackDispatcher:
     def __init__(self, db: Database, settings: Settings) -> None:
@@ -36,6 +62,7 @@ class CallbackDispatcher:
         self._settings = settings
         self._http = httpx.AsyncClient(timeout=settings.callback_timeout_s, follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
         secret = settings.callback_signing_secret
         self._secret = secret.get_secret_value().encode() if secret is not None else None
 
@@ -45,21 +72,51 @@ class CallbackDispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def resume_pending(self) -> None:
-        async with self._db.session() as session:
-            ids = (await session.scalars(select(RunRow.id).where(RunRow.callback_pending.is_(True)))).all()
+    async def start(self) -> None:
+        """Send what is pending now, then keep sweeping in the background."""
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="callback-sweeper")
+
+    async def sweep(self) -> int:
+        """Start delivering every pending callback nobody holds a lease on; returns how many."""
+        async with self._db.read_session() as session:
+            ids = (await session.scalars(_UNLEASED, {"now": utcnow()})).all()
         for run_id in ids:
             self.notify(run_id)
+        return len(ids)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.callback_sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweeping for pending callbacks failed; retrying")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self._http.aclose()
 
+    async def _lease(self, run_id: str, seconds: float, *, claim: bool) -> bool:
+        """Take (``claim``: only if nobody holds it) or extend the lease on the run's callback."""
+        now = utcnow()
+        until = now + timedelta(seconds=seconds + self._settings.callback_timeout_s + _LEASE_MARGIN_S)
+        async with self._db.transaction() as conn:
+            if claim:
+                result = await conn.execute(_CLAIM, {"rid": run_id, "now": now, "until": until})
+                return bool(result.rowcount == 1)
+            await conn.execute(update(RunRow).where(RunRow.id == run_id).values(callback_lease_until=until))
+            return True
+
     async def _deliver(self, run_id: str) -> None:
         try:
+            if not await self._lease(run_id, 0, claim=True):
+                return  # delivered already, or being delivered by its lease holder
             async with self._db.session() as session:
                 run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
                 if run is None or not run.callback_pending or run.callback_url is None:
@@ -103,6 +160,7 @@ class CallbackDispatcher:
                     log.warning("callback for run %s to %s failed: %s", run_id, url, error)
                 return
             attempt += 1
+            await self._lease(run_id, delay, claim=False)
             await asyncio.sleep(delay)
 
     def _headers(self, run_id: str, body: bytes) -> dict[str, str]:
@@ -123,3 +181,4 @@ class CallbackDispatcher:
             run.callback_error = error
             if final:
                 run.callback_pending = False
+                run.callback_lease_until = None
