@@ -15,6 +15,29 @@ from tests.support import wait_for_run, wait_until
 pytestmark = only_procrastinate
 
 
+def fail_until_every_worker_meets_it(
+    cluster: Cluster, function: str, signature: str, returns: str, message: str
+) -> None:
+    """Make procrastinate's SQL ``function(signature)`` raise ``message`` until every worker has logged
+    it, then restore it."""
+    url = cluster.database_url
+    ((original,),) = query(url, f"SELECT pg_get_functiondef('{function}({signature})'::regprocedure)")
+    logged = [len(w.log()) for w in cluster.workers]
+    query(
+        url,
+        f"CREATE OR REPLACE FUNCTION {function}({signature}) RETURNS {returns} LANGUAGE plpgsql AS $$ "
+        f"BEGIN RAISE EXCEPTION 'injected fault: {message}'; END $$",
+    )
+    try:
+        wait_until(
+            lambda: all(message in w.log()[n:] for w, n in zip(cluster.workers, logged, strict=True)),
+            timeout=15,
+            what=f"every worker to meet the failing {function}",
+        )
+    finally:
+        query(url, original)
+
+
 def test_database_error_starting_a_run_requeues_it(
     engine: Engine, fake_llm: FakeLLM, model: str, handle: str
 ) -> None:
@@ -88,27 +111,10 @@ def test_job_taken_by_a_worker_that_died_before_starting_the_run_is_requeued(
 
 
 def test_worker_heartbeats_resume_after_failing(engine: Engine, cluster: Cluster) -> None:
-    url = engine.database_url
-    heartbeat = "procrastinate_update_heartbeat_v1(bigint)"
-    ((original,),) = query(url, f"SELECT pg_get_functiondef('{heartbeat}'::regprocedure)")
-    logged = [len(w.log()) for w in cluster.workers]
-
     # As on a dropped connection: the heartbeat write raises.
-    query(
-        url,
-        "CREATE OR REPLACE FUNCTION procrastinate_update_heartbeat_v1(worker_id bigint) RETURNS void "
-        "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected fault: heartbeat refused'; END $$",
+    fail_until_every_worker_meets_it(
+        cluster, "procrastinate_update_heartbeat_v1", "worker_id bigint", "void", "heartbeat refused"
     )
-    try:
-        wait_until(
-            lambda: all(
-                "heartbeat refused" in w.log()[n:] for w, n in zip(cluster.workers, logged, strict=True)
-            ),
-            timeout=15,
-            what="both workers to meet the failing heartbeat",
-        )
-    finally:
-        query(url, original)
     # Both beat again (a worker that stopped beating would be presumed dead, its runs handed back).
     wait_until(lambda: cluster.live_workers() >= len(cluster.workers), timeout=10, what="fresh heartbeats")
 
@@ -119,27 +125,12 @@ def test_worker_whose_job_fetch_fails_comes_back(
     client = engine.client()
     agent = client.agents.create(name="fetch-fault", model=handle)
     fake_llm.set_default(model, Echo())
-    url = engine.database_url
-    fetch = "procrastinate_fetch_job_v2(character varying[], bigint)"
-    ((original,),) = query(url, f"SELECT pg_get_functiondef('{fetch}'::regprocedure)")
-    logged = [len(w.log()) for w in cluster.workers]
-
     # A failed fetch ends procrastinate's worker (run_worker_async raises); the process must not go on
     # executing nothing.
-    query(
-        url,
-        "CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(target_queue_names character varying[], "
-        "p_worker_id bigint) RETURNS procrastinate_jobs LANGUAGE plpgsql AS $$ "
-        "BEGIN RAISE EXCEPTION 'injected fault: fetch refused'; END $$",
+    signature = "target_queue_names character varying[], p_worker_id bigint"
+    fail_until_every_worker_meets_it(
+        cluster, "procrastinate_fetch_job_v2", signature, "procrastinate_jobs", "fetch refused"
     )
-    try:
-        wait_until(
-            lambda: all("fetch refused" in w.log()[n:] for w, n in zip(cluster.workers, logged, strict=True)),
-            timeout=15,
-            what="both workers to meet the failing fetch",
-        )
-    finally:
-        query(url, original)
 
     run_id = client.agents.messages.create_async(agent_id=agent.id, input="still there?").id
     done = wait_for_run(client, run_id, timeout=30)
