@@ -13,7 +13,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -51,9 +51,13 @@ class Database:
             # fairer than retrying on SQLITE_BUSY. Transactions are short (never held across an LLM call).
             kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=2 * pool_size, pool_recycle=1800)
+            # At most twice pool_size connections per process: with procrastinate's pool (half as many) an
+            # API server and two workers at the default (10) fit PostgreSQL's default max_connections (100).
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self.read_engine = self.engine
+        if not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "handle_error", _detect_disconnect)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             # WAL readers never block the writer nor wait for it: reads get connections of their own.
@@ -127,6 +131,27 @@ class Database:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+# asyncpg's own words for a connection whose server side is gone, beyond what SQLAlchemy recognises.
+_DISCONNECT_MESSAGES = ("cannot switch to state", "connection was closed in the middle of operation")
+
+
+def _detect_disconnect(context: ExceptionContext) -> None:
+    """Mark a dead connection as a disconnect, so that SQLAlchemy invalidates the pool's connections
+    (the next checkout connects afresh) and the API answers 503 rather than 500 (``api/errors.py``).
+
+    A PostgreSQL restart or a terminated backend surfaces on a pooled asyncpg connection as an internal
+    client error ("cannot switch to state 15; another operation is in progress"), not as a closed
+    connection; every other pooled connection would fail the same way, one request each.
+    """
+    if context.is_disconnect:
+        return
+    cause = context.original_exception.__cause__ or context.original_exception
+    if type(cause).__name__ == "ConnectionDoesNotExistError" or any(
+        m in str(cause) for m in _DISCONNECT_MESSAGES
+    ):
+        context.is_disconnect = True
 
 
 def _lock_data_dir(data_dir: Path) -> int:
