@@ -106,7 +106,7 @@ class DistributedEngine(RunEngine):
         self._run_worker = run_worker
         self._concurrency = concurrency or settings.worker_concurrency
         self._conninfo = settings.psycopg_conninfo()
-        self._app = new_app(self._conninfo, pool_max=max(4, settings.db_pool_size))
+        self._app = new_app(self._conninfo, pool_max=max(4, settings.db_pool_size // 2))
         self._app.job_manager = _JobManager(self._app.connector)
         self._worker: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
