@@ -186,7 +186,9 @@ class ProcessServer:
             str(self.data_dir),
             *self.args,
         ]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=subprocess.PIPE)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, cwd=REPO, stderr=log)
         if wait:
             self.wait_healthy()
         return self
@@ -202,9 +204,14 @@ class ProcessServer:
             return httpx.get(f"{self.base_url}/v1/health/", timeout=1).status_code == 200
         return False
 
+    @property
+    def log_path(self) -> Path:
+        """Where the server's output goes (a pipe nobody reads could fill under load and block it)."""
+        return self.data_dir.with_name(f"{self.data_dir.name}-serve.log")
+
     def stderr(self) -> str:
-        assert self.proc is not None and self.proc.stderr is not None
-        return self.proc.stderr.read().decode(errors="replace")
+        """Everything the server wrote so far (every start of this server, appended)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
         assert self.proc is not None

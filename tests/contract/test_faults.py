@@ -16,12 +16,14 @@ pytestmark = only_procrastinate
 
 
 def fail_until_every_worker_meets_it(
-    cluster: Cluster, function: str, signature: str, returns: str, message: str
+    cluster: Cluster, function: str, params: list[tuple[str, str]], returns: str, message: str
 ) -> None:
-    """Make procrastinate's SQL ``function(signature)`` raise ``message`` until every worker has logged
-    it, then restore it."""
+    """Make procrastinate's SQL ``function`` (its ``params``: name, type) raise ``message`` until every
+    worker has logged it, then restore it."""
     url = cluster.database_url
-    ((original,),) = query(url, f"SELECT pg_get_functiondef('{function}({signature})'::regprocedure)")
+    types = ", ".join(t for _, t in params)
+    signature = ", ".join(f"{n} {t}" for n, t in params)
+    ((original,),) = query(url, f"SELECT pg_get_functiondef('{function}({types})'::regprocedure)")
     logged = [len(w.log()) for w in cluster.workers]
     query(
         url,
@@ -113,7 +115,7 @@ def test_job_taken_by_a_worker_that_died_before_starting_the_run_is_requeued(
 def test_worker_heartbeats_resume_after_failing(engine: Engine, cluster: Cluster) -> None:
     # As on a dropped connection: the heartbeat write raises.
     fail_until_every_worker_meets_it(
-        cluster, "procrastinate_update_heartbeat_v1", "worker_id bigint", "void", "heartbeat refused"
+        cluster, "procrastinate_update_heartbeat_v1", [("worker_id", "bigint")], "void", "heartbeat refused"
     )
     # Both beat again (a worker that stopped beating would be presumed dead, its runs handed back).
     wait_until(lambda: cluster.live_workers() >= len(cluster.workers), timeout=10, what="fresh heartbeats")
@@ -127,9 +129,9 @@ def test_worker_whose_job_fetch_fails_comes_back(
     fake_llm.set_default(model, Echo())
     # A failed fetch ends procrastinate's worker (run_worker_async raises); the process must not go on
     # executing nothing.
-    signature = "target_queue_names character varying[], p_worker_id bigint"
+    params = [("target_queue_names", "character varying[]"), ("p_worker_id", "bigint")]
     fail_until_every_worker_meets_it(
-        cluster, "procrastinate_fetch_job_v2", signature, "procrastinate_jobs", "fetch refused"
+        cluster, "procrastinate_fetch_job_v2", params, "procrastinate_jobs", "fetch refused"
     )
 
     run_id = client.agents.messages.create_async(agent_id=agent.id, input="still there?").id

@@ -206,7 +206,12 @@ async def load(c: Cluster, *, agents_n: int, per_agent: int) -> None:
     async with http_client(c) as client, asyncpg.create_pool(c.db_url, min_size=1, max_size=1) as pool:
         agents = await create_agents(client, agents_n)
         calls = [(agent, f"message {i} for {agent}") for i in range(per_agent) for agent in agents]
-        submitted = await submit(client, calls)
+        try:
+            submitted = await submit(client, calls)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}\n--- the API server's log, last lines ---\n{c.api.stderr()[-6000:]}"
+            ) from None
         async with pool.acquire() as db:
             await wait_all_ended(db, c, len(calls), within_s=900)
             assert await check_agent_order(db, submitted) == agents_n
