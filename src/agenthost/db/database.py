@@ -12,6 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import (
@@ -148,9 +149,7 @@ def _detect_disconnect(context: ExceptionContext) -> None:
     if context.is_disconnect:
         return
     cause = context.original_exception.__cause__ or context.original_exception
-    if type(cause).__name__ == "ConnectionDoesNotExistError" or any(
-        m in str(cause) for m in _DISCONNECT_MESSAGES
-    ):
+    if isinstance(cause, ConnectionDoesNotExistError) or any(m in str(cause) for m in _DISCONNECT_MESSAGES):
         context.is_disconnect = True
 
 
