@@ -9,6 +9,7 @@ from agenthost.agent.executor import ToolExecutor
 from agenthost.agent.loop import AgentLoop
 from agenthost.agent.store import RunStore
 from agenthost.db.database import Database
+from agenthost.db.signals import RunSignals
 from agenthost.engine.base import RunEngine
 from agenthost.engine.embedded import EmbeddedEngine
 from agenthost.llm.providers import Providers
@@ -20,6 +21,7 @@ from agenthost.services.callbacks import CallbackDispatcher
 from agenthost.services.messages import MessageService
 from agenthost.services.passages import PassageService
 from agenthost.services.runs import RunService
+from agenthost.services.streams import RunStreams
 from agenthost.services.tools import ToolService
 from agenthost.settings import Settings
 from agenthost.tools.sandbox import Sandbox
@@ -38,6 +40,8 @@ class Container:
     blocks: BlockService
     messages: MessageService
     runs: RunService
+    streams: RunStreams
+    signals: RunSignals
     tools: ToolService
     agent_tools: AgentToolService
     sandbox: Sandbox
@@ -67,7 +71,8 @@ class Container:
             timeout_s=settings.tool_timeout_s,
             memory_mb=settings.tool_memory_mb,
         )
-        store = RunStore(db)
+        signals = RunSignals(settings.psycopg_conninfo() if settings.is_postgres else None)
+        store = RunStore(db, signals)
         passages = PassageService(db, Embedders(settings), settings)
         executor = ToolExecutor(
             sandbox,
@@ -105,6 +110,8 @@ class Container:
             blocks=BlockService(db),
             messages=MessageService(db),
             runs=RunService(db, engine, providers, callbacks, settings),
+            streams=RunStreams(db, signals, ping_interval_s=settings.stream_ping_interval_s),
+            signals=signals,
             tools=tools,
             agent_tools=AgentToolService(db, executor),
             sandbox=sandbox,
@@ -118,6 +125,7 @@ class Container:
 
     async def stop(self) -> None:
         await self.engine.stop()
+        await self.signals.close()
         await self.passages.close()  # the local embedding model's process, the embeddings client
         await self.sandbox.close()
         await self.callbacks.close()

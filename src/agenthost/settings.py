@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     default_embedding: str = "local/all-MiniLM-L6-v2"
 
     # Callbacks.
+    # A stream with nothing to send for this long sends a ping (when the client asked for pings).
+    stream_ping_interval_s: float = Field(default=10.0, gt=0)
+    # What a foreground stream's run does when its client disconnects before it ends: goes on
+    # ("continue"; its result stays readable and streamable) or is cancelled ("cancel").
+    # Background streams (background: true) always go on.
+    stream_disconnect: Literal["continue", "cancel"] = "continue"
     callback_timeout_s: float = 10.0
     callback_retry_window_s: float = 60.0
     callback_retry_base_delay_s: float = 0.5

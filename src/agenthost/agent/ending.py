@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.db.rows import AgentRow, RunRow
+from agenthost.db.signals import notify_in
 from agenthost.db.types import utcnow
 
 ERROR_STOP_REASONS = {
@@ -72,8 +73,12 @@ _AGENT_LAST_RUN = (
 
 
 async def owns_run(conn: AsyncConnection, run_id: str, attempt: int) -> bool:
-    """Whether execution ``attempt`` still owns the run; the row stays locked until the transaction ends."""
-    return bool((await conn.execute(_FENCE, {"rid": run_id, "att": attempt})).rowcount == 1)
+    """Whether execution ``attempt`` still owns the run; the row stays locked until the transaction ends,
+    and the run's followers are woken when it commits (what follows is the run's progress)."""
+    if (await conn.execute(_FENCE, {"rid": run_id, "att": attempt})).rowcount != 1:
+        return False
+    await notify_in(conn, run_id)
+    return True
 
 
 async def mark_effects_started(conn: AsyncConnection, run_id: str, attempt: int) -> bool:
@@ -111,6 +116,7 @@ async def end_run(
     ).first()
     if ended is None:
         return None
+    await notify_in(conn, run_id)
     duration_ms = ending.duration_ns // 1_000_000 if ending.duration_ns is not None else None
     await conn.execute(
         _AGENT_LAST_RUN, {"aid": ended.agent_id, "now": now, "ms": duration_ms, "sr": ending.stop_reason}

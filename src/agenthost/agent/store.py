@@ -29,6 +29,7 @@ from agenthost.db.rows import (
     StepRow,
     ToolRow,
 )
+from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 
 
@@ -99,8 +100,9 @@ class StepRecord:
 
 
 class RunStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signals: RunSignals | None = None) -> None:
         self._db = db
+        self._signals = signals
 
     async def begin(self, run_id: str) -> StartedRun | Rejected | None:
         """created → running, with the run's input messages entering the agent's history.
@@ -175,6 +177,24 @@ class RunStore:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
         """
+        committed = await self._write_step(
+            run_id, agent_id, step, messages, blocks, pending_approval_id, ending, attempt
+        )
+        if committed is not None:
+            self._wake(run_id)
+        return committed
+
+    async def _write_step(
+        self,
+        run_id: str,
+        agent_id: str,
+        step: StepRecord,
+        messages: list[MessageRow],
+        blocks: list[BlockState],
+        pending_approval_id: str | None,
+        ending: Ending | None,
+        attempt: int,
+    ) -> Committed | None:
         async with self._db.transaction() as conn:
             if ending is None:
                 if not await owns_run(conn, run_id, attempt):
@@ -206,7 +226,16 @@ class RunStore:
     ) -> Committed | None:
         """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
         async with self._db.transaction() as conn:
-            return await end_run(conn, run_id, ending, from_statuses)
+            committed = await end_run(conn, run_id, ending, from_statuses)
+        if committed is not None:
+            self._wake(run_id)
+        return committed
+
+    def _wake(self, run_id: str) -> None:
+        """Wake this process's followers of the run now that its progress is committed (on PostgreSQL,
+        the transaction's notification also reaches other processes')."""
+        if self._signals is not None:
+            self._signals.wake(run_id)
 
     async def context_rows(self, agent_id: str) -> ContextState:
         """The agent's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
@@ -246,7 +275,8 @@ class RunStore:
             if (await conn.execute(stmt)).rowcount != 1:
                 return False  # the only write so far is the no-op fence
             await _insert_messages(conn, messages)
-            return True
+        self._wake(run_id)
+        return True
 
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int

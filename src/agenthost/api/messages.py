@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from agenthost.api.deps import ContainerDep, json_response, page_params
-from agenthost.api.sse import sse_from_result
+from agenthost.api.sse import sse_from_events
+from agenthost.container import Container
 from agenthost.errors import InvalidArgument
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
@@ -49,10 +52,41 @@ async def create_message(
     agent_id: str, body: MessageCreateSync, container: ContainerDep
 ) -> LettaResponse | StreamingResponse:
     """The synchronous route: a durable run like any other, answered when it ends."""
-    result = await container.runs.create_and_wait(agent_id, body)
     if body.streaming:
-        return StreamingResponse(sse_from_result(result), media_type="text/event-stream")
-    return result
+        return await _stream(agent_id, body, container)
+    return await container.runs.create_and_wait(agent_id, body)
+
+
+@router.post("/stream", response_model=None)
+async def stream_messages(
+    agent_id: str, body: MessageCreateSync, container: ContainerDep
+) -> StreamingResponse:
+    """The same durable run as any other route, its events sent as they are committed."""
+    return await _stream(agent_id, body, container)
+
+
+async def _stream(agent_id: str, body: MessageCreateSync, container: Container) -> StreamingResponse:
+    run = await container.runs.create(agent_id, body, background=body.background)
+    row = await container.streams.open(run.id)
+    events = container.streams.follow(row, include_pings=body.include_pings)
+    if not body.background and container.settings.stream_disconnect == "cancel":
+        events = _cancel_on_disconnect(events, container, agent_id, run.id)
+    return StreamingResponse(sse_from_events(events), media_type="text/event-stream")
+
+
+async def _cancel_on_disconnect(
+    events: AsyncIterator[dict[str, Any]], container: Container, agent_id: str, run_id: str
+) -> AsyncIterator[dict[str, Any]]:
+    """A foreground stream whose client went away before the run ended cancels the run."""
+    ended = False
+    try:
+        async for event in events:
+            yield event
+        ended = True
+    finally:
+        if not ended:
+            with anyio.CancelScope(shield=True):
+                await container.runs.cancel_for_agent(agent_id, [run_id])
 
 
 @router.post("/async", response_model=Run)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from agenthost.api.deps import ContainerDep, json_response, page_params
+from agenthost.api.sse import sse_from_events
 from agenthost.schemas.common import StopReason
-from agenthost.schemas.runs import Run, RunUsage, Step
+from agenthost.schemas.runs import RetrieveStreamRequest, Run, RunUsage, Step
 from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -67,3 +68,20 @@ async def list_run_steps(
     run_id: str, container: ContainerDep, page: Annotated[Page, Depends(page_params("desc", 100))]
 ) -> list[Step]:
     return await container.runs.steps(run_id, page)
+
+
+@router.post("/{run_id}/stream", response_model=None)
+async def stream_run(
+    run_id: str, container: ContainerDep, body: RetrieveStreamRequest | None = None
+) -> StreamingResponse:
+    """The run's events from ``starting_after`` on (replayed, then live), until it ends."""
+    body = body or RetrieveStreamRequest()
+    run = await container.streams.open(run_id)
+    events = container.streams.follow(
+        run,
+        starting_after=body.starting_after,
+        include_pings=body.include_pings is not False,
+        poll_interval_s=body.poll_interval or 0.1,
+        batch_size=body.batch_size or 100,
+    )
+    return StreamingResponse(sse_from_events(events), media_type="text/event-stream")

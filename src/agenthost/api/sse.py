@@ -1,19 +1,16 @@
-"""Server-Sent Events framing for message results."""
+"""Server-Sent Events framing: one ``data:`` frame per event, then ``[DONE]``, as the SDK parses them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
 
-from agenthost.schemas.messages import LettaResponse
 
-
-async def sse_from_result(result: LettaResponse) -> AsyncIterator[bytes]:
-    """A finished result as the SSE event sequence the SDK's stream parser expects."""
-    for message in result.messages:
-        yield _event(message)
-    yield _event(result.stop_reason.model_dump(mode="json"))
-    yield _event(result.usage.model_dump(mode="json"))
+async def sse_from_events(events: AsyncIterable[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Events as they come, then the end of the stream."""
+    async for event in events:
+        yield _event(event)
     yield b"data: [DONE]\n\n"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from agenthost.schemas.common import MessageType, RunStatus, StopReason
+from agenthost.schemas.common import MessageType, RunStatus, StopReason, WireModel
 
 
 class RequestConfig(BaseModel):
@@ -68,3 +68,16 @@ class Step(BaseModel):
     error_type: str | None = None
     error_data: dict[str, Any] | None = None
     created_at: datetime | None = None
+
+
+class RetrieveStreamRequest(WireModel):
+    """The body of ``POST /v1/runs/{run_id}/stream``: where to start and how to wait."""
+
+    starting_after: int = Field(default=0, ge=0)
+    include_pings: bool | None = True
+    poll_interval: float | None = Field(default=0.1, gt=0, le=60)
+    batch_size: int | None = Field(default=100, ge=1, le=1000)
+    # Letta's lookups for its conversation routes; the run id in the path is what is followed here.
+    agent_id: str | None = None
+    run_id: str | None = None
+    otid: str | None = None

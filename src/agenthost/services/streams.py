@@ -1,0 +1,133 @@
+"""Following a run as a stream of events: replayed from what the run has committed, then live.
+
+A run's messages are committed step by step, each with a ``seq`` that only grows, so they are the
+run's durable, ordered event log. A stream pages through the run's produced messages after its
+cursor (``starting_after``: the ``seq_id`` of the last event the client has). With nothing new, it
+waits for the run's next commit (``db/signals.py``), at most ``poll_interval``. Once the run is
+terminal and everything is sent, it ends with the run's stop reason and usage. The status is read
+before the messages in one read transaction: the run's last messages commit with its terminal
+status, so a terminal status means the read that follows sees them all. Nothing expires: a run can
+be streamed from its start for as long as it is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from sqlalchemy import bindparam, select
+
+from agenthost.db.database import Database
+from agenthost.db.rows import MessageRow, RunRow
+from agenthost.db.signals import RunSignals
+from agenthost.db.types import utcnow
+from agenthost.errors import NotFound
+from agenthost.ids import check_id
+from agenthost.services.results import run_usage, view_options
+from agenthost.services.views import message_views
+
+TERMINAL = ("completed", "failed", "cancelled")
+# The client's own input is not part of what the agent answered.
+_INPUT_TYPES = ("user_message", "system_message")
+_STATUS = select(RunRow.status, RunRow.stop_reason).where(RunRow.id == bindparam("rid"))
+_PAGE = (
+    select(MessageRow)
+    .where(
+        MessageRow.run_id == bindparam("rid"),
+        MessageRow.seq > bindparam("after"),
+        MessageRow.message_type.not_in(_INPUT_TYPES),
+    )
+    .order_by(MessageRow.seq)
+    .limit(bindparam("n"))
+)
+
+
+class RunStreams:
+    def __init__(self, db: Database, signals: RunSignals, *, ping_interval_s: float) -> None:
+        self._db = db
+        self._signals = signals
+        self._ping_interval_s = ping_interval_s
+
+    async def open(self, run_id: str) -> RunRow:
+        """The run to follow (404 before any event is sent)."""
+        check_id(run_id, "run")
+        async with self._db.read_session() as session:
+            run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
+        if run is None:
+            raise NotFound(f"run '{run_id}' not found")
+        return run
+
+    async def follow(
+        self,
+        run: RunRow,
+        *,
+        starting_after: int = 0,
+        include_pings: bool = True,
+        poll_interval_s: float = 0.1,
+        batch_size: int = 100,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The run's events after ``starting_after``, then its stop reason and usage once it ends."""
+        await self._signals.listen()
+        with self._signals.watch(run.id) as progressed:
+            async for event in self._follow(
+                run, starting_after, include_pings, poll_interval_s, batch_size, progressed
+            ):
+                yield event
+
+    async def _follow(
+        self,
+        run: RunRow,
+        starting_after: int,
+        include_pings: bool,
+        poll_interval_s: float,
+        batch_size: int,
+        progressed: asyncio.Event,
+    ) -> AsyncIterator[dict[str, Any]]:
+        options = view_options(run)
+        cursor = starting_after
+        last_sent = time.monotonic()
+        while True:
+            progressed.clear()
+            async with self._db.read_session() as session:
+                state = (await session.execute(_STATUS, {"rid": run.id})).first()
+                status, stop_reason = state if state is not None else (None, None)
+                rows = list(
+                    (await session.scalars(_PAGE, {"rid": run.id, "after": cursor, "n": batch_size})).all()
+                )
+                usage = await run_usage(session, run.id) if status in TERMINAL else None
+            if rows:
+                cursor = rows[-1].seq
+                for event in message_views(rows, **options):
+                    yield event
+                last_sent = time.monotonic()
+                if len(rows) == batch_size:
+                    continue
+            if status is None or status in TERMINAL:
+                yield {"message_type": "stop_reason", "stop_reason": stop_reason or "error"}
+                if usage is not None:
+                    prompt, completion, total, steps = usage
+                    yield {
+                        "message_type": "usage_statistics",
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": total,
+                        "step_count": steps,
+                        "run_ids": [run.id],
+                    }
+                return
+            if include_pings and time.monotonic() - last_sent >= self._ping_interval_s:
+                yield {
+                    "message_type": "ping",
+                    "id": f"ping-{uuid.uuid4()}",
+                    "date": utcnow().isoformat(),
+                    "run_id": run.id,
+                }
+                last_sent = time.monotonic()
+            # Woken by the run's next commit (this process's or, on PostgreSQL, any process's), or at
+            # the poll interval should a wake-up be missed.
+            with anyio.move_on_after(poll_interval_s):
+                await progressed.wait()
