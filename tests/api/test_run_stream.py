@@ -127,3 +127,38 @@ def test_a_hundred_concurrent_streams_each_get_their_run_complete_and_in_order(
             assert all(e.run_id == run.id for e in got[:-2])
 
     asyncio.run(main())
+
+
+def test_a_reconnect_mid_run_gets_exactly_the_missing_events(
+    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
+) -> None:
+    client = server.client()
+    agent = client.agents.create(name="stream-reconnect", model=handle)
+    fake_llm.script(
+        model,
+        ToolCall("conversation_search", {"query": "a"}),
+        Delay(0.5, ToolCall("conversation_search", {"query": "b"})),
+        Delay(0.5, Text("end")),
+    )
+    run = client.agents.messages.create_async(agent_id=agent.id, input="hi")
+    stream = client.runs.messages.stream(run.id, poll_interval=0.02, include_pings=False)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) == 2:  # the first step's call and return; the run goes on
+            break
+    stream.close()
+    assert client.runs.retrieve(run.id).status == "running"
+
+    cursor = seen[-1].seq_id  # type: ignore[union-attr]
+    rest = list(client.runs.messages.stream(run.id, starting_after=cursor, poll_interval=0.02))
+    rest = [e for e in rest if e.message_type != "ping"]
+    whole = [getattr(e, "id", e.message_type) for e in client.runs.messages.stream(run.id)]
+    assert [getattr(e, "id", e.message_type) for e in seen + rest] == whole
+    assert [e.message_type for e in rest] == [
+        "tool_call_message",
+        "tool_return_message",
+        "assistant_message",
+        "stop_reason",
+        "usage_statistics",
+    ]
