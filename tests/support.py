@@ -93,6 +93,16 @@ def unique_model() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+# What a run of one tool step and then an answer streams: the step's call and return, the answer, the end.
+TOOL_STEP_THEN_ANSWER = [
+    "tool_call_message",
+    "tool_return_message",
+    "assistant_message",
+    "stop_reason",
+    "usage_statistics",
+]
+
+
 def request_texts(body: dict[str, Any], role: str) -> list[str]:
     """The text of every chat message of ``role`` in an LLM request body, in order."""
     out: list[str] = []

@@ -14,7 +14,7 @@ from letta_client.types.agents import AssistantMessage, ToolCallMessage, UserMes
 from letta_client.types.agents import ToolCall as SdkToolCall
 from letta_client.types.agents.letta_streaming_response import LettaStopReason, LettaUsageStatistics
 from tests.fakes.fake_llm import Delay, FakeLLM, Text, ToolCall
-from tests.support import ThreadServer, async_wait_for_run, wait_for_run
+from tests.support import TOOL_STEP_THEN_ANSWER, ThreadServer, async_wait_for_run, wait_for_run
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
@@ -143,13 +143,7 @@ def test_sync_create_streaming_yields_sse(
     fake_llm.script(model, ToolCall("conversation_search", {"query": "nothing"}), Text("streamed answer"))
     events = list(client.agents.messages.create(agent.id, input="hi", streaming=True))
     kinds = [e.message_type for e in events]
-    assert kinds == [
-        "tool_call_message",
-        "tool_return_message",
-        "assistant_message",
-        "stop_reason",
-        "usage_statistics",
-    ]
+    assert kinds == TOOL_STEP_THEN_ANSWER
     assert isinstance(events[2], AssistantMessage) and events[2].content == "streamed answer"
     stop, usage = events[-2], events[-1]
     assert isinstance(stop, LettaStopReason) and stop.stop_reason == "end_turn"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fakes.fake_llm import Delay, FakeLLM, Text, ToolCall
-from tests.support import ThreadServer, api_error, wait_for_run
+from tests.support import TOOL_STEP_THEN_ANSWER, ThreadServer, api_error, wait_for_run
 
 
 def events(stream: Any) -> list[Any]:
@@ -26,13 +26,7 @@ def test_a_completed_async_run_streams_from_its_start(
 
     got = events(client.runs.messages.stream(run.id))
     kinds = [e.message_type for e in got]
-    assert kinds == [
-        "tool_call_message",
-        "tool_return_message",
-        "assistant_message",
-        "stop_reason",
-        "usage_statistics",
-    ]
+    assert kinds == TOOL_STEP_THEN_ANSWER
     assert got[2].content == "all done"  # type: ignore[union-attr]
     assert got[3].stop_reason == "end_turn"  # type: ignore[union-attr]
     assert got[4].step_count == 2 and got[4].run_ids == [run.id]  # type: ignore[union-attr]
@@ -155,10 +149,4 @@ def test_a_reconnect_mid_run_gets_exactly_the_missing_events(
     rest = [e for e in rest if e.message_type != "ping"]
     whole = [getattr(e, "id", e.message_type) for e in client.runs.messages.stream(run.id)]
     assert [getattr(e, "id", e.message_type) for e in seen + rest] == whole
-    assert [e.message_type for e in rest] == [
-        "tool_call_message",
-        "tool_return_message",
-        "assistant_message",
-        "stop_reason",
-        "usage_statistics",
-    ]
+    assert [e.message_type for e in rest] == TOOL_STEP_THEN_ANSWER

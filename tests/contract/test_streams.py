@@ -7,6 +7,7 @@ import time
 
 from tests.contract.conftest import Engine
 from tests.fakes.fake_llm import Delay, FakeLLM, Text, ToolCall
+from tests.support import TOOL_STEP_THEN_ANSWER
 
 # Far longer than the test waits: only a wake-up from the run's commits can deliver events in time.
 POLL_INTERVAL_S = 30.0
@@ -24,10 +25,4 @@ def test_a_stream_follows_a_run_executing_elsewhere_without_polling(
     stream = client.runs.messages.stream(run.id, poll_interval=POLL_INTERVAL_S, include_pings=False)
     kinds = [e.message_type for e in stream]
     assert time.monotonic() - began < WITHIN_S
-    assert kinds == [
-        "tool_call_message",
-        "tool_return_message",
-        "assistant_message",
-        "stop_reason",
-        "usage_statistics",
-    ]
+    assert kinds == TOOL_STEP_THEN_ANSWER

@@ -177,34 +177,10 @@ class RunStore:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
         """
-        committed = await self._write_step(
-            run_id, agent_id, step, messages, blocks, pending_approval_id, ending, attempt
-        )
-        if committed is not None:
-            self._wake(run_id)
-        return committed
-
-    async def _write_step(
-        self,
-        run_id: str,
-        agent_id: str,
-        step: StepRecord,
-        messages: list[MessageRow],
-        blocks: list[BlockState],
-        pending_approval_id: str | None,
-        ending: Ending | None,
-        attempt: int,
-    ) -> Committed | None:
         async with self._db.transaction() as conn:
-            if ending is None:
-                if not await owns_run(conn, run_id, attempt):
-                    return None
-                committed = Committed(ended=False, callback_pending=False)
-            else:
-                ended = await end_run(conn, run_id, ending, ("running",))
-                if ended is None:
-                    return None
-                committed = ended
+            committed = await _own_or_end(conn, run_id, ending, attempt)
+            if committed is None:
+                return None
             await conn.execute(_INSERT_STEP, [_step_values(run_id, agent_id, step)])
             await _insert_messages(conn, messages)
             for block in blocks:
@@ -213,7 +189,8 @@ class RunStore:
                     block.changed = False
             if pending_approval_id is not None:
                 await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": pending_approval_id})
-            return committed
+        self._wake(run_id)
+        return committed
 
     async def effects_starting(self, run_id: str, attempt: int) -> bool:
         """Record, before a server-side tool first runs, that this run may have had effects (a run
@@ -400,6 +377,17 @@ _MESSAGE_COLUMNS = (
     "is_err",
     "created_at",
 )
+
+
+async def _own_or_end(
+    conn: AsyncConnection, run_id: str, ending: Ending | None, attempt: int
+) -> Committed | None:
+    """The step's first write: the ownership check, or with ``ending`` the terminal transition."""
+    if ending is None:
+        if not await owns_run(conn, run_id, attempt):
+            return None
+        return Committed(ended=False, callback_pending=False)
+    return await end_run(conn, run_id, ending, ("running",))
 
 
 async def _insert_messages(conn: AsyncConnection, rows: list[MessageRow]) -> None:
