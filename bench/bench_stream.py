@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -120,13 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="agenthost-bench-stream-"))
     try:
-        with FakeLLM(record=False) as fake:
-            if args.pg:
-                with pg_database(args.pg) as pg_url, agenthost(fake.base_url, tmp / "data", pg_url) as server:
-                    out = asyncio.run(run(server.base_url, fake, args.steps, args.concurrent))
-            else:
-                with agenthost(fake.base_url, tmp / "data", None) as server:
-                    out = asyncio.run(run(server.base_url, fake, args.steps, args.concurrent))
+        with contextlib.ExitStack() as stack:
+            fake = stack.enter_context(FakeLLM(record=False))
+            pg_url = stack.enter_context(pg_database(args.pg)) if args.pg else None
+            server = stack.enter_context(agenthost(fake.base_url, tmp / "data", pg_url))
+            out = asyncio.run(run(server.base_url, fake, args.steps, args.concurrent))
         print(render(out, "PostgreSQL" if args.pg else "SQLite"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

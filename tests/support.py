@@ -29,6 +29,7 @@ from letta_client.types.agents.run import Run
 
 from agenthost.app import create_app
 from agenthost.settings import Settings
+from tests.fakes.fake_llm import FakeLLM
 
 REPO = Path(__file__).resolve().parent.parent
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -101,6 +102,17 @@ TOOL_STEP_THEN_ANSWER = [
     "stop_reason",
     "usage_statistics",
 ]
+
+
+def start_running(
+    client: Letta, fake_llm: FakeLLM, model: str, agent_id: str, text: str, *, timeout: float = 15.0
+) -> str:
+    """Submit a run and return its id once its LLM call is in flight."""
+    before = len(fake_llm.requests(model))
+    run = client.agents.messages.create_async(agent_id=agent_id, input=text)
+    fake_llm.wait_for_requests(model, before + 1, timeout=timeout)
+    wait_for_run(client, run.id, statuses=("running",), timeout=timeout)
+    return run.id
 
 
 def request_texts(body: dict[str, Any], role: str) -> list[str]:

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from letta_client import Letta
-
 from tests.contract.conftest import Engine
 from tests.contract.helpers import agent_messages, echo
 from tests.fakes.fake_llm import Delay, Echo, FakeLLM, Hang, Text
-from tests.support import request_texts, wait_for_run, wait_until
-
-
-def start_running(client: Letta, fake_llm: FakeLLM, model: str, agent_id: str, text: str) -> str:
-    """Submit a run and return its id once its LLM call is in flight."""
-    before = len(fake_llm.requests(model))
-    run = client.agents.messages.create_async(agent_id=agent_id, input=text)
-    fake_llm.wait_for_requests(model, before + 1, timeout=15)
-    wait_for_run(client, run.id, statuses=("running",))
-    return run.id
+from tests.support import request_texts, start_running, wait_for_run, wait_until
 
 
 def test_cancelled_queued_run_never_executes(

@@ -10,22 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from letta_client import Letta, NotFoundError
+from letta_client import NotFoundError
 from tests.fakes.fake_llm import Delay, FakeLLM, Hang, Text
-from tests.support import ThreadServer, wait_for_run
+from tests.support import ThreadServer, start_running, wait_for_run
 
 
 def user_texts(body: dict[str, Any]) -> list[str]:
     return [str(m["content"]) for m in body["messages"] if m["role"] == "user"]
-
-
-def start_running(client: Letta, fake_llm: FakeLLM, model: str, agent_id: str, text: str) -> str:
-    """Submit a run and return its id once its LLM call is in flight."""
-    before = len(fake_llm.requests(model))
-    run = client.agents.messages.create_async(agent_id=agent_id, input=text)
-    fake_llm.wait_for_requests(model, before + 1)
-    wait_for_run(client, run.id, statuses=("running",))
-    return run.id
 
 
 def test_cancel_queued_run_is_immediate_and_never_executes(
