@@ -1,6 +1,8 @@
 """A scriptable fake of Anthropic's Messages API, served over real HTTP on 127.0.0.1.
 
-Routes: ``POST /v1/messages`` (non-streaming), ``POST /v1/messages/count_tokens``, ``GET /v1/models``.
+Routes: ``POST /v1/messages`` (with ``stream: true``, the same answer as server-sent events: text and
+thinking a word per delta, a tool's input JSON in two halves), ``POST /v1/messages/count_tokens``,
+``GET /v1/models``.
 As with ``fake_llm``, tests share one server and isolate themselves by their own ``model`` name:
 replies are queued per model with :meth:`FakeAnthropic.script`, and every request is logged per model.
 
@@ -18,17 +20,18 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.fakes.anthropic_rules import Invalid, check_request
@@ -296,7 +299,10 @@ class FakeAnthropic(ServedApp):
             reply = Text("echo: " + _last_user_text(body))
         message = reply if isinstance(reply, Message) else Message([reply])
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled"
-        return JSONResponse(self._message_body(model, message, thinking))
+        whole = self._message_body(model, message, thinking)
+        if body.get("stream"):
+            return StreamingResponse(_sse(whole), media_type="text/event-stream")
+        return JSONResponse(whole)
 
     def _message_body(self, model: str, message: Message, thinking: bool) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -375,3 +381,43 @@ class FakeAnthropic(ServedApp):
         if not self._port:
             raise RuntimeError("FakeAnthropic is not started")
         return f"http://{self.host}:{self._port}"
+
+
+async def _sse(message: dict[str, Any]) -> AsyncIterator[str]:
+    """``message`` as the Messages API streams it."""
+
+    def event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 0}}
+    yield event("message_start", {"message": start})
+    for index, block in enumerate(message["content"]):
+        deltas: list[dict[str, Any]] = []
+        if block["type"] == "text":
+            opened = {**block, "text": ""}
+            deltas = [{"type": "text_delta", "text": t} for t in re.findall(r"\s*\S+|\s+", block["text"])]
+        elif block["type"] == "thinking":
+            opened = {**block, "thinking": "", "signature": ""}
+            words = re.findall(r"\s*\S+|\s+", block["thinking"])
+            deltas = [{"type": "thinking_delta", "thinking": t} for t in words]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "tool_use":
+            opened = {**block, "input": {}}
+            text = json.dumps(block["input"])
+            half = len(text) // 2
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in (text[:half], text[half:])]
+        else:
+            opened = block
+        yield event("content_block_start", {"index": index, "content_block": opened})
+        for delta in deltas:
+            yield event("content_block_delta", {"index": index, "delta": delta})
+        yield event("content_block_stop", {"index": index})
+    yield event(
+        "message_delta",
+        {
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        },
+    )
+    yield event("message_stop", {})

@@ -20,6 +20,7 @@ Standalone (benchmarks): ``python -m tests.fakes.fake_llm --port 0 [--delay-ms 0
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import hashlib
 import json
@@ -32,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, TypeAlias
 
@@ -44,11 +45,13 @@ from starlette.routing import Route
 from tests.fakes.served import ServedApp
 
 __all__ = [
+    "Cut",
     "Delay",
     "Echo",
     "Error",
     "FakeLLM",
     "Hang",
+    "Paced",
     "Reply",
     "Text",
     "ToolCall",
@@ -114,6 +117,25 @@ class Delay:
 
 
 @dataclass(frozen=True)
+class Paced:
+    """Stream ``reply`` one fake token per chunk, ``interval_s`` apart (0: as fast as it can; a request
+    without ``stream`` gets the whole answer after the same total time); the reasoning, if any, streams
+    first the same way."""
+
+    interval_s: float
+    reply: Text | ToolCalls
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Stream ``reply``'s first ``after`` chunks, then break the connection (a provider dying mid-answer).
+    A request without ``stream`` gets a 502."""
+
+    after: int
+    reply: Text | ToolCalls
+
+
+@dataclass(frozen=True)
 class Hang:
     """Never answer; ends when the client disconnects or the server stops."""
 
@@ -123,7 +145,7 @@ class Echo:
     """Answer with ``"echo: " + <text of the last user message>``."""
 
 
-Reply: TypeAlias = Text | ToolCall | ToolCalls | Error | Delay | Hang | Echo
+Reply: TypeAlias = Text | ToolCall | ToolCalls | Error | Delay | Paced | Cut | Hang | Echo
 _OK = Text("OK")
 
 
@@ -221,7 +243,11 @@ def _completion(model: str, reply: Text | ToolCalls, top_logprobs: int | None = 
 
 
 async def _stream(
-    model: str, reply: Text | ToolCalls, include_usage: bool, top_logprobs: int | None = None
+    model: str,
+    reply: Text | ToolCalls,
+    include_usage: bool,
+    top_logprobs: int | None = None,
+    pace_s: float | None = None,
 ) -> AsyncIterator[str]:
     cid, created = _new_id(), int(time.time())
 
@@ -240,6 +266,13 @@ async def _stream(
         return chunk([{"index": 0, "delta": d, "logprobs": logprobs, "finish_reason": finish}])
 
     yield delta({"role": "assistant", "content": ""})
+    if pace_s is not None:
+        for key, whole in (("reasoning_content", reply.reasoning_content), ("content", reply.content)):
+            for token in fake_tokens(whole or ""):
+                if pace_s > 0:
+                    await asyncio.sleep(pace_s)
+                yield delta({key: token})
+        reply = replace(reply, reasoning_content=None, content=None)
     if reply.reasoning_content:
         yield delta({"reasoning_content": reply.reasoning_content})
     text = reply.content or ""
@@ -265,6 +298,15 @@ async def _stream(
     if include_usage:
         yield chunk([], usage=_usage(reply))
     yield "data: [DONE]\n\n"
+
+
+async def _cut(chunks: AsyncIterator[str], after: int) -> AsyncIterator[str]:
+    sent = 0
+    async for chunk in chunks:
+        if sent == after:
+            raise ConnectionResetError("fake LLM: the answer is cut here")
+        yield chunk
+        sent += 1
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -426,6 +468,16 @@ class FakeLLM(ServedApp):
             return _error_response(503, "fake LLM is shutting down")
         if isinstance(reply, Error):
             return _error_response(reply.status, reply.message)
+        if isinstance(reply, Cut):
+            if not body.get("stream"):
+                return _error_response(502, "fake LLM cut the answer")
+            return StreamingResponse(_cut(_stream(model, reply.reply, False, pace_s=0.01), reply.after))
+        pace_s: float | None = None
+        if isinstance(reply, Paced):
+            pace_s, reply = reply.interval_s, reply.reply
+            if not body.get("stream"):
+                chunks = len(fake_tokens((reply.reasoning_content or "") + (reply.content or "")))
+                return await self._respond(request, model, body, Delay(pace_s * chunks, reply))
         if isinstance(reply, Echo):
             reply = Text("echo: " + _last_user_text(body))
         elif isinstance(reply, ToolCall):
@@ -434,7 +486,7 @@ class FakeLLM(ServedApp):
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            stream = _stream(model, reply, include_usage, top)
+            stream = _stream(model, reply, include_usage, top, pace_s)
             return StreamingResponse(stream, media_type="text/event-stream")
         return JSONResponse(_completion(model, reply, top))
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anthropic
-from anthropic.types import Message, MessageTokensCount
+import httpx2
+from anthropic import NOT_GIVEN
+from anthropic.lib.streaming import AsyncMessageStream
+from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
 from agenthost.llm.anthropic_convert import CLAUDE_CONTEXT_WINDOW, build_params, to_response
-from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse
+from agenthost.llm.base import Delta, DeltaSink, LLMClient, LLMError, LLMRequest, LLMResponse
 from agenthost.llm.retry import error_message, retry_after, status_error, with_retries
 from agenthost.llm.tokens import estimate_tokens
 
@@ -22,6 +27,7 @@ class AnthropicClient(LLMClient):
 
     provider_name = "anthropic"
     endpoint_type = "anthropic"
+    streams_deltas = True
 
     def __init__(
         self,
@@ -45,18 +51,53 @@ class AnthropicClient(LLMClient):
         self._max_retries = max_retries
         self._base_delay = retry_base_delay_s
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
+    async def complete(self, request: LLMRequest, sink: DeltaSink | None = None) -> LLMResponse:
         body = build_params(request)
         # `post` rather than `messages.create`: no walk of the whole history through the SDK's
         # TypedDict transform, and none of its client-side refusals (long non-streaming requests).
+        if sink is not None:
+            send: Callable[[], Awaitable[Message]] = lambda: self._stream(body, sink)  # noqa: E731
+        else:
+            send = lambda: self._client.post("/v1/messages", body=body, cast_to=Message)  # noqa: E731
         message = await with_retries(
-            lambda: self._client.post("/v1/messages", body=body, cast_to=Message),
+            send,
             _classify,
             max_retries=self._max_retries,
             base_delay_s=self._base_delay,
             label="anthropic",
         )
         return to_response(message)
+
+    async def _stream(self, body: dict[str, Any], sink: DeltaSink) -> Message:
+        """One streamed attempt: text and thinking go to ``sink`` as they arrive; the SDK's stream
+        gathers the whole message. A retry starts the answer over (``sink.restart``)."""
+        sink.restart()
+        raw = await self._client.post(
+            "/v1/messages",
+            body={**body, "stream": True},
+            cast_to=Message,
+            stream=True,
+            stream_cls=anthropic.AsyncStream[RawMessageStreamEvent],
+        )
+        stream = AsyncMessageStream(raw, NOT_GIVEN)
+        # Reasoning pieces are numbered as in the response: thinking and redacted blocks, in order.
+        reasoning_index: dict[int, int] = {}
+        try:
+            async for event in stream:
+                if event.type == "content_block_start":
+                    if event.content_block.type in ("thinking", "redacted_thinking"):
+                        reasoning_index[event.index] = len(reasoning_index)
+                elif event.type == "content_block_delta":
+                    if event.delta.type == "text_delta":
+                        sink.delta(Delta("content", event.delta.text))
+                    elif event.delta.type == "thinking_delta":
+                        sink.delta(Delta("reasoning", event.delta.thinking, reasoning_index[event.index]))
+            return await stream.get_final_message()
+        except httpx2.HTTPError as exc:
+            # The connection broke mid-answer: as retryable as one that broke before it.
+            raise LLMError(f"anthropic stream broke: {type(exc).__name__}: {exc}", retryable=True) from exc
+        finally:
+            await stream.close()
 
     async def count_tokens(self, request: LLMRequest) -> int:
         """Anthropic's exact count (its count endpoint); the estimate when that endpoint fails."""
@@ -89,6 +130,8 @@ class AnthropicClient(LLMClient):
 
 
 def _classify(exc: Exception) -> tuple[LLMError, float | None] | None:
+    if isinstance(exc, LLMError):
+        return exc, None
     if isinstance(exc, anthropic.APIStatusError):
         message = error_message(exc.body, exc.message, with_type=True)
         headers = exc.response.headers if exc.response is not None else None

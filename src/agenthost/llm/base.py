@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from agenthost.llm.tokens import estimate_tokens
 
@@ -85,6 +85,27 @@ class LLMResponse:
     output_token_logprobs: list[list[Any]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of a response as the provider streams it: assistant text (``content``) or the text of
+    the ``index``-th reasoning piece (numbered as in ``LLMResponse.reasoning``)."""
+
+    kind: Literal["content", "reasoning"]
+    text: str
+    index: int = 0
+
+
+class DeltaSink(Protocol):
+    """Where a streaming ``complete`` sends its deltas. Both calls are synchronous and cheap."""
+
+    def delta(self, piece: Delta) -> None:
+        """One more piece of the response being generated."""
+
+    def restart(self) -> None:
+        """The call is retried from scratch: the pieces sent so far belong to a response that was not
+        finished."""
+
+
 class LLMError(Exception):
     """The provider failed after our retries (or with an error retrying cannot fix)."""
 
@@ -103,9 +124,16 @@ class LLMClient(ABC):
     # What GET /v1/models/ lists when the provider cannot list its own models.
     configured_models: list[str]
 
+    # Whether ``complete`` streams deltas to a sink; the others answer whole, and ignore it.
+    streams_deltas: bool = False
+
     @abstractmethod
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        """One chat completion. Raises ``LLMError``; cancellation aborts the HTTP call."""
+    async def complete(self, request: LLMRequest, sink: DeltaSink | None = None) -> LLMResponse:
+        """One chat completion. Raises ``LLMError``; cancellation aborts the HTTP call.
+
+        With a ``sink``, a client that ``streams_deltas`` asks the provider to stream and sends each
+        piece to the sink as it arrives; the response it returns is the same whole response.
+        """
 
     @abstractmethod
     async def list_models(self) -> list[str]:

@@ -8,9 +8,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall, Reasoning
+from agenthost.llm.base import (
+    DeltaSink,
+    LLMClient,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    LLMToolCall,
+    Reasoning,
+)
+from agenthost.llm.openai_stream import ChunkGatherer
 from agenthost.llm.retry import error_message, retry_after, status_error, with_retries
 
 log = logging.getLogger(__name__)
@@ -88,14 +97,30 @@ class OpenAICompatClient(LLMClient):
         self._max_retries = max_retries
         self._base_delay = retry_base_delay_s
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
+    streams_deltas = True
+
+    async def complete(self, request: LLMRequest, sink: DeltaSink | None = None) -> LLMResponse:
         body = self.chat_body(request)
+        if sink is not None:
+            return _to_response(await self._with_retries(lambda: self._stream(body, sink)))
         # `post` rather than `chat.completions.create`: the latter walks every message of the
         # request through the SDK's TypedDict transform, a cost that grows with the history.
         completion = await self._with_retries(
             lambda: self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         )
         return _to_response(completion)
+
+    async def _stream(self, body: dict[str, Any], sink: DeltaSink) -> ChatCompletion:
+        """One streamed attempt; a retry starts the answer over (``sink.restart``)."""
+        sink.restart()
+        stream = await self._client.post(
+            "/chat/completions",
+            body={**body, "stream": True, "stream_options": {"include_usage": True}},
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        )
+        return await ChunkGatherer(sink, self.provider_name).gather(stream)
 
     def chat_body(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON body of ``POST /chat/completions`` for ``request``."""
@@ -142,6 +167,8 @@ class OpenAICompatClient(LLMClient):
 
     def _classify(self, exc: Exception) -> tuple[LLMError, float | None] | None:
         name = self.provider_name
+        if isinstance(exc, LLMError):
+            return exc, None
         if isinstance(exc, openai.APIStatusError):
             message = error_message(exc.body, exc.message)
             headers = exc.response.headers if exc.response is not None else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agenthost.llm.base import LLMError, LLMRequest, LLMResponse, Reasoning
+from agenthost.llm.base import DeltaSink, LLMError, LLMRequest, LLMResponse, Reasoning
 from agenthost.llm.chat_template import parse_output, render_chatml
 from agenthost.llm.openai_compat import OpenAICompatClient
 
@@ -28,9 +28,9 @@ class SGLangClient(OpenAICompatClient):
         root = (self.endpoint or "").rstrip("/")
         return root[: -len("/v1")] if root.endswith("/v1") else root
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
+    async def complete(self, request: LLMRequest, sink: DeltaSink | None = None) -> LLMResponse:
         if not request.return_token_ids:
-            return await super().complete(request)
+            return await super().complete(request, sink)
         body = self.generate_body(request)
         url = f"{self.server_root}/generate"
         # The SDK's transport gives /generate the same auth header, timeouts and error types.

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse
+from agenthost.llm.base import DeltaSink, LLMClient, LLMError, LLMRequest, LLMResponse
 from agenthost.llm.local import gguf
 from agenthost.llm.local.prompt import (
     chat_messages,
@@ -94,7 +94,7 @@ class LocalClient(LLMClient):
             self._window = min(self._configured_window, trained) if trained else self._configured_window
         return self._window
 
-    async def complete(self, request: LLMRequest) -> LLMResponse:
+    async def complete(self, request: LLMRequest, sink: DeltaSink | None = None) -> LLMResponse:
         self._check_model(request.model)
         reject_images(request)
         required = request.tool_choice == "required" and bool(request.tools)
