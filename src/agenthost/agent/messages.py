@@ -32,9 +32,10 @@ def new_message(
     otid: str | None = None,
     is_err: bool = False,
     created_at: datetime | None = None,
+    message_id: str | None = None,
 ) -> MessageRow:
     return MessageRow(
-        id=new_id("message"),
+        id=message_id or new_id("message"),
         agent_id=agent_id,
         run_id=run if isinstance(run, str) else run.id,
         step_id=step_id,

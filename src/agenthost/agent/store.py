@@ -6,6 +6,8 @@ cancelled, failed by recovery or handed back, nothing a late step produces can l
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from agenthost.agent.ending import Committed, Ending, end_run, mark_effects_star
 from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
+from agenthost.agent.token_log import FLUSH_INTERVAL_S, TokenLog, insert_events
 from agenthost.db.database import Database
 from agenthost.db.files import image_data_urls
 from agenthost.db.rows import (
@@ -62,6 +65,8 @@ class StartedRun:
     effects_started: bool = False
     # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
     approved_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Set when the run streams tokens: its event log (``agent/token_log.py``).
+    token_log: TokenLog | None = None
 
 
 @dataclass(slots=True)
@@ -100,9 +105,12 @@ class StepRecord:
 
 
 class RunStore:
-    def __init__(self, db: Database, signals: RunSignals | None = None) -> None:
+    def __init__(
+        self, db: Database, signals: RunSignals | None = None, *, flush_interval_s: float = FLUSH_INTERVAL_S
+    ) -> None:
         self._db = db
         self._signals = signals
+        self._flush_interval_s = flush_interval_s
 
     async def begin(self, run_id: str) -> StartedRun | Rejected | None:
         """created → running, with the run's input messages entering the agent's history.
@@ -173,16 +181,19 @@ class RunStore:
         pending_approval_id: str | None = None,
         ending: Ending | None = None,
         attempt: int = 1,
+        token_log: TokenLog | None = None,
     ) -> Committed | None:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
+        A run streaming tokens also logs its pending deltas and the step's other messages as events.
         """
-        async with self._db.transaction() as conn:
+        async with _handover(token_log, messages) as events, self._db.transaction() as conn:
             committed = await _own_or_end(conn, run_id, ending, attempt)
             if committed is None:
                 return None
             await conn.execute(_INSERT_STEP, [_step_values(run_id, agent_id, step)])
             await _insert_messages(conn, messages)
+            await insert_events(conn, run_id, events)
             for block in blocks:
                 if block.changed:
                     await conn.execute(_SET_BLOCK, {"bid": block.id, "val": block.value, "now": utcnow()})
@@ -191,6 +202,10 @@ class RunStore:
                 await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": pending_approval_id})
         self._wake(run_id)
         return committed
+
+    def token_log(self, run_id: str, attempt: int) -> TokenLog:
+        """The event log a run streaming tokens writes its deltas to."""
+        return TokenLog(self._db, self._signals, run_id, attempt, flush_interval_s=self._flush_interval_s)
 
     async def effects_starting(self, run_id: str, attempt: int) -> bool:
         """Record, before a server-side tool first runs, that this run may have had effects (a run
@@ -231,13 +246,14 @@ class RunStore:
         summary: str,
         messages: list[MessageRow],
         attempt: int = 1,
+        token_log: TokenLog | None = None,
     ) -> bool:
         """Move the context's start and store the summary, with the compaction's records, atomically.
 
         ``False`` (nothing written) when the run is no longer running or another compaction of this
         agent moved the start first.
         """
-        async with self._db.transaction() as conn:
+        async with _handover(token_log, messages) as events, self._db.transaction() as conn:
             if not await owns_run(conn, run_id, attempt):
                 return False
             stmt = (
@@ -252,6 +268,7 @@ class RunStore:
             if (await conn.execute(stmt)).rowcount != 1:
                 return False  # the only write so far is the no-op fence
             await _insert_messages(conn, messages)
+            await insert_events(conn, run_id, events)
         self._wake(run_id)
         return True
 
@@ -388,6 +405,18 @@ async def _own_or_end(
             return None
         return Committed(ended=False, callback_pending=False)
     return await end_run(conn, run_id, ending, ("running",))
+
+
+@asynccontextmanager
+async def _handover(
+    token_log: TokenLog | None, rows: list[MessageRow]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The events a commit writes: none unless the run streams tokens (``agent/token_log.py``)."""
+    if token_log is None:
+        yield []
+        return
+    async with token_log.handover(rows) as events:
+        yield events
 
 
 async def _insert_messages(conn: AsyncConnection, rows: list[MessageRow]) -> None:

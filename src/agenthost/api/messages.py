@@ -66,7 +66,9 @@ async def stream_messages(
 
 
 async def _stream(agent_id: str, body: MessageCreateSync, container: Container) -> StreamingResponse:
-    run = await container.runs.create(agent_id, body, background=body.background)
+    run = await container.runs.create(
+        agent_id, body, background=body.background, token_events=body.stream_tokens
+    )
     row = await container.streams.open(run.id)
     events = container.streams.follow(row, include_pings=body.include_pings)
     if not body.background and container.settings.stream_disconnect == "cancel":

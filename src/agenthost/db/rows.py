@@ -211,6 +211,18 @@ class MessageRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RunEventRow(Base):
+    """One event of a run streamed token by token (``stream_tokens``): a delta of a message being
+    generated, or a whole message. ``body`` is the event as sent, without its ``seq_id`` (the ``seq``)."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_seq", "run_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
 class StepRow(Base):
     __tablename__ = "steps"
     __table_args__ = (Index("ix_steps_run_seq", "run_id", "seq"),)

@@ -73,9 +73,17 @@ class RunService:
     # -- accepting ---------------------------------------------------------------------------
 
     async def create(
-        self, agent_id: str, body: MessageRequestBase, *, background: bool, callback_url: str | None = None
+        self,
+        agent_id: str,
+        body: MessageRequestBase,
+        *,
+        background: bool,
+        callback_url: str | None = None,
+        token_events: bool = False,
     ) -> Run:
-        """Commit a ``created`` run for this request and hand it to the engine (idempotent on otids)."""
+        """Commit a ``created`` run for this request and hand it to the engine (idempotent on otids).
+
+        With ``token_events`` the run streams the LLM's tokens into its event log as they come."""
         check_id(agent_id, "agent")
         if body.override_model:
             self._providers.resolve(body.override_model, loc=("body", "override_model"))
@@ -94,6 +102,8 @@ class RunService:
                     seen.add(otid)
         fields = body.model_dump(mode="json", exclude={"messages", "input"})
         request = {**fields, "inputs": inputs}
+        if token_events:
+            request["token_events"] = True
         request_config = {
             "use_assistant_message": body.use_assistant_message,
             "assistant_message_tool_name": body.assistant_message_tool_name,

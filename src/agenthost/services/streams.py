@@ -1,7 +1,9 @@
 """Following a run as a stream of events: replayed from what the run has committed, then live.
 
 A run's messages are committed step by step, each with a ``seq`` that only grows, so they are the
-run's durable, ordered event log. A stream pages through the run's produced messages after its
+run's durable, ordered event log. A run that streams tokens has a log of its own instead
+(``run_events``, written by ``agent/token_log.py``): the deltas of each message as the LLM generates
+them, then the step's other messages. A stream pages through the run's log after its
 cursor (``starting_after``: the ``seq_id`` of the last event the client has). With nothing new, it
 waits for the run's next commit (``db/signals.py``), at most ``poll_interval``. Once the run is
 terminal and everything is sent, it ends with the run's stop reason and usage. The status is read
@@ -22,13 +24,13 @@ import anyio
 from sqlalchemy import bindparam, select
 
 from agenthost.db.database import Database
-from agenthost.db.rows import MessageRow, RunRow
+from agenthost.db.rows import MessageRow, RunEventRow, RunRow
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.services.results import run_usage, view_options
-from agenthost.services.views import message_views
+from agenthost.services.views import message_view, shape_views
 
 TERMINAL = ("completed", "failed", "cancelled")
 # The client's own input is not part of what the agent answered.
@@ -42,6 +44,12 @@ _PAGE = (
         MessageRow.message_type.not_in(_INPUT_TYPES),
     )
     .order_by(MessageRow.seq)
+    .limit(bindparam("n"))
+)
+_EVENTS = (
+    select(RunEventRow.seq, RunEventRow.body)
+    .where(RunEventRow.run_id == bindparam("rid"), RunEventRow.seq > bindparam("after"))
+    .order_by(RunEventRow.seq)
     .limit(bindparam("n"))
 )
 
@@ -88,23 +96,30 @@ class RunStreams:
         progressed: asyncio.Event,
     ) -> AsyncIterator[dict[str, Any]]:
         options = view_options(run)
+        # A run streaming tokens logs its events (deltas included) in run_events; others are read
+        # off their committed messages.
+        tokens = bool(run.request.get("token_events"))
         cursor = starting_after
         last_sent = time.monotonic()
         while True:
             progressed.clear()
+            params = {"rid": run.id, "after": cursor, "n": batch_size}
             async with self._db.read_session() as session:
                 state = (await session.execute(_STATUS, {"rid": run.id})).first()
                 status, stop_reason = state if state is not None else (None, None)
-                rows = list(
-                    (await session.scalars(_PAGE, {"rid": run.id, "after": cursor, "n": batch_size})).all()
-                )
+                if tokens:
+                    logged = (await session.execute(_EVENTS, params)).all()
+                    items = [{**body, "seq_id": seq} for seq, body in logged]
+                else:
+                    rows = (await session.scalars(_PAGE, params)).all()
+                    items = [message_view(row) for row in rows]
                 usage = await run_usage(session, run.id) if status in TERMINAL else None
-            if rows:
-                cursor = rows[-1].seq
-                for event in message_views(rows, **options):
+            if items:
+                cursor = items[-1]["seq_id"]
+                for event in shape_views(items, **options):
                     yield event
                 last_sent = time.monotonic()
-                if len(rows) == batch_size:
+                if len(items) == batch_size:
                     continue
             if status is None or status in TERMINAL:
                 yield {"message_type": "stop_reason", "stop_reason": stop_reason or "error"}

@@ -83,12 +83,31 @@ def message_views(
     A call of the legacy ``send_message`` tool is shown as the ``assistant_message`` it stands for
     when ``use_assistant_message`` is on, as Letta's legacy agents do.
     """
+    return shape_views(
+        (message_view(row) for row in rows),
+        include_types=include_types,
+        exclude_types=exclude_types,
+        use_assistant_message=use_assistant_message,
+        assistant_tool_name=assistant_tool_name,
+        assistant_tool_kwarg=assistant_tool_kwarg,
+    )
+
+
+def shape_views(
+    items: Iterable[dict[str, Any]],
+    *,
+    include_types: Sequence[str] | None = None,
+    exclude_types: Sequence[str] = (),
+    use_assistant_message: bool = True,
+    assistant_tool_name: str = "send_message",
+    assistant_tool_kwarg: str = "message",
+) -> list[dict[str, Any]]:
+    """``message_views`` for messages already in their wire shape (a run's logged events)."""
     allowed = set(include_types) if include_types is not None else None
     out: list[dict[str, Any]] = []
-    for row in rows:
-        item = message_view(row)
-        if use_assistant_message and row.message_type == "tool_call_message":
-            call = row.body.get("tool_call") or {}
+    for item in items:
+        if use_assistant_message and item["message_type"] == "tool_call_message":
+            call = item.get("tool_call") or {}
             if call.get("name") == assistant_tool_name:
                 item = _as_assistant(item, call, assistant_tool_kwarg)
         if allowed is not None and item["message_type"] not in allowed:
