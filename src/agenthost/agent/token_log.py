@@ -4,8 +4,10 @@ A run that streams tokens keeps its events in ``run_events`` rather than reading
 (``services/streams.py``). The LLM client hands each piece of text to :class:`TokenLog` (a
 ``DeltaSink``), which turns it into an event of the message it belongs to: every delta of one message
 carries that message's id, given out with its first delta, and the message committed with the step
-keeps that id. Pending deltas are written at most ``flush_interval_s`` after they arrive, in a
-transaction fenced on the run's ownership that also wakes the run's followers; the step's commit then
+keeps that id. A delta after a quiet spell is written at once; the ones that follow within
+``flush_interval_s`` of that write are written together when it has passed, so a run streaming tokens
+costs at most one write per interval. Each write is a transaction fenced on the run's ownership that
+also wakes the run's followers; the step's commit then
 writes what is still pending and the step's other messages (tool calls and returns, approval
 requests, and any message that was not streamed), so the log holds every event once, in order.
 
@@ -17,6 +19,8 @@ logged for the unfinished answer stay, as a message that never completed.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,6 +61,7 @@ class TokenLog:
         self._lock = asyncio.Lock()
         self._pending: list[dict[str, Any]] = []
         self._timer: asyncio.Task[None] | None = None
+        self._last_flush = -math.inf
         # (kind, index) → (message id, otid, date) of the messages this LLM call is streaming.
         self._open: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._step_id: str | None = None
@@ -96,20 +101,23 @@ class TokenLog:
             event["source"] = "reasoner_model"
         self._pending.append(event)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().create_task(self._flush_later())
+            # The first delta after a quiet spell goes out at once; then at most one write per interval.
+            delay = max(0.0, self._last_flush + self._interval - time.monotonic())
+            self._timer = asyncio.get_running_loop().create_task(self._flush_later(delay))
 
     def restart(self) -> None:
         self._open.clear()
 
     # -- writing -----------------------------------------------------------------------------
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._interval)
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         self._timer = None
         async with self._lock:
             if not self._pending:
                 return
             batch, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
             async with self._db.transaction() as conn:
                 if not await owns_run(conn, self._run_id, self._attempt):
                     return  # cancelled or taken over: the loop finds out at its next write
