@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from agenthost.llm.base import (
     DeltaSink,
@@ -116,9 +116,10 @@ class OpenAICompatClient(LLMClient):
         stream = await self._client.post(
             "/chat/completions",
             body={**body, "stream": True, "stream_options": {"include_usage": True}},
-            cast_to=ChatCompletion,
+            # Each chunk as plain JSON (see ChunkGatherer.add).
+            cast_to=object,
             stream=True,
-            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            stream_cls=openai.AsyncStream[object],
         )
         return await ChunkGatherer(sink, self.provider_name).gather(stream)
 

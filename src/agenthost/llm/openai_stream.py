@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 from openai import AsyncStream
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 
 from agenthost.llm.base import Delta, DeltaSink, LLMError
 
@@ -33,11 +33,12 @@ class ChunkGatherer:
         self.logprobs: list[Any] | None = None
         self.usage: dict[str, Any] | None = None
 
-    async def gather(self, stream: AsyncStream[ChatCompletionChunk]) -> ChatCompletion:
+    async def gather(self, stream: AsyncStream[object]) -> ChatCompletion:
         """Read the whole stream (closing it however this ends) and return the completion."""
         try:
             async for chunk in stream:
-                self.add(chunk)
+                if isinstance(chunk, dict):
+                    self.add(chunk)
         except httpx2.HTTPError as exc:
             # The connection broke mid-answer: as retryable as one that broke before it.
             message = f"{self._label} stream broke: {type(exc).__name__}: {exc}"
@@ -46,35 +47,40 @@ class ChunkGatherer:
             await stream.close()
         return self.completion()
 
-    def add(self, chunk: ChatCompletionChunk) -> None:
-        self.id, self.model, self.created = chunk.id, chunk.model, chunk.created
-        if chunk.usage is not None:
-            self.usage = chunk.usage.model_dump()
-        for choice in chunk.choices[:1]:
-            delta = choice.delta
-            if delta.content:
-                self.content.append(delta.content)
-                self._sink.delta(Delta("content", delta.content))
-            extra = delta.model_extra or {}
+    def add(self, chunk: dict[str, Any]) -> None:
+        """One chunk, as JSON: building the SDK's typed chunk costs more than the rest of the
+        request's handling, once per token."""
+        self.id = chunk.get("id") or self.id
+        self.model = chunk.get("model") or self.model
+        self.created = chunk.get("created") or self.created
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in (chunk.get("choices") or ())[:1]:
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.content.append(content)
+                self._sink.delta(Delta("content", content))
             for key in _REASONING_KEYS:
-                text = extra.get(key)
+                text = delta.get(key)
                 if isinstance(text, str) and text:
                     self.reasoning.append(text)
                     self._sink.delta(Delta("reasoning", text))
                     break
-            for call in delta.tool_calls or ():
-                slot = self.calls.setdefault(call.index, {"id": "", "name": "", "arguments": []})
-                if call.id:
-                    slot["id"] = call.id
-                if call.function is not None:
-                    if call.function.name:
-                        slot["name"] += call.function.name
-                    if call.function.arguments:
-                        slot["arguments"].append(call.function.arguments)
-            if choice.logprobs is not None and choice.logprobs.content is not None:
-                self.logprobs = (self.logprobs or []) + [t.model_dump() for t in choice.logprobs.content]
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            for call in delta.get("tool_calls") or ():
+                slot = self.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": []})
+                if call.get("id"):
+                    slot["id"] = call["id"]
+                function = call.get("function") or {}
+                if function.get("name"):
+                    slot["name"] += function["name"]
+                if function.get("arguments"):
+                    slot["arguments"].append(function["arguments"])
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and logprobs.get("content") is not None:
+                self.logprobs = (self.logprobs or []) + list(logprobs["content"])
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = choice["finish_reason"]
 
     def completion(self) -> ChatCompletion:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
