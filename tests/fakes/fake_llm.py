@@ -33,7 +33,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, TypeAlias
 
@@ -124,6 +124,8 @@ class Paced:
 
     interval_s: float
     reply: Text | ToolCalls
+    # When given, each token's send time (``time.perf_counter()``) is appended here (benchmarks).
+    sent: list[float] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ async def _stream(
     include_usage: bool,
     top_logprobs: int | None = None,
     pace_s: float | None = None,
+    sent: list[float] | None = None,
 ) -> AsyncIterator[str]:
     cid, created = _new_id(), int(time.time())
 
@@ -271,6 +274,8 @@ async def _stream(
             for token in fake_tokens(whole or ""):
                 if pace_s > 0:
                     await asyncio.sleep(pace_s)
+                if sent is not None:
+                    sent.append(time.perf_counter())
                 yield delta({key: token})
         reply = replace(reply, reasoning_content=None, content=None)
     if reply.reasoning_content:
@@ -473,8 +478,9 @@ class FakeLLM(ServedApp):
                 return _error_response(502, "fake LLM cut the answer")
             return StreamingResponse(_cut(_stream(model, reply.reply, False, pace_s=0.01), reply.after))
         pace_s: float | None = None
+        sent: list[float] | None = None
         if isinstance(reply, Paced):
-            pace_s, reply = reply.interval_s, reply.reply
+            pace_s, sent, reply = reply.interval_s, reply.sent, reply.reply
             if not body.get("stream"):
                 chunks = len(fake_tokens((reply.reasoning_content or "") + (reply.content or "")))
                 return await self._respond(request, model, body, Delay(pace_s * chunks, reply))
@@ -486,7 +492,7 @@ class FakeLLM(ServedApp):
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            stream = _stream(model, reply, include_usage, top, pace_s)
+            stream = _stream(model, reply, include_usage, top, pace_s, sent)
             return StreamingResponse(stream, media_type="text/event-stream")
         return JSONResponse(_completion(model, reply, top))
 
