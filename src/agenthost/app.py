@@ -14,6 +14,8 @@ from agenthost.api import (
     archival,
     blocks,
     compaction,
+    conversation_messages,
+    conversations,
     core_memory,
     health,
     messages,
@@ -44,7 +46,19 @@ def create_app(settings: Settings, *, providers: Providers | None = None, run_wo
     install_error_handlers(app)
     app.include_router(health.router)
     protected = [Depends(require_password)]
-    for module in (models, agents, agent_tools, core_memory, tools, blocks, messages, compaction, runs):
+    for module in (
+        models,
+        agents,
+        agent_tools,
+        core_memory,
+        tools,
+        blocks,
+        messages,
+        compaction,
+        runs,
+        conversations,
+        conversation_messages,
+    ):
         app.include_router(module.router, dependencies=protected)
     app.include_router(archival.router, dependencies=protected)
     app.include_router(archival.passages_router, dependencies=protected)

@@ -18,10 +18,12 @@ from agenthost.services.agent_tools import AgentToolService
 from agenthost.services.agents import AgentService
 from agenthost.services.blocks import BlockService
 from agenthost.services.callbacks import CallbackDispatcher
+from agenthost.services.conversations import ConversationService
 from agenthost.services.messages import MessageService
 from agenthost.services.passages import PassageService
 from agenthost.services.runs import RunService
 from agenthost.services.streams import RunStreams
+from agenthost.services.threads import ThreadService
 from agenthost.services.tools import ToolService
 from agenthost.settings import Settings
 from agenthost.tools.sandbox import Sandbox
@@ -38,9 +40,11 @@ class Container:
     engine: RunEngine
     agents: AgentService
     blocks: BlockService
+    conversations: ConversationService
     messages: MessageService
     runs: RunService
     streams: RunStreams
+    threads: ThreadService
     signals: RunSignals
     tools: ToolService
     agent_tools: AgentToolService
@@ -108,9 +112,11 @@ class Container:
             engine=engine,
             agents=AgentService(db, settings, providers),
             blocks=BlockService(db),
+            conversations=ConversationService(db, providers),
             messages=MessageService(db),
             runs=RunService(db, engine, providers, callbacks, settings),
             streams=RunStreams(db, signals, ping_interval_s=settings.stream_ping_interval_s),
+            threads=ThreadService(db),
             signals=signals,
             tools=tools,
             agent_tools=AgentToolService(db, executor),

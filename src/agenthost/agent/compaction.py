@@ -83,10 +83,11 @@ class Compactor:
         tokens_before: int | None = None,
         attempt: int = 1,
         token_log: TokenLog | None = None,
+        conversation_id: str | None = None,
     ) -> Compaction | None:
         """Summarise and evict the oldest in-context messages; ``None`` when there is nothing to evict
         (or another compaction of this agent got there first)."""
-        state = await self._store.context_rows(agent_id)
+        state = await self._store.context_rows(agent_id, conversation_id)
         rows = state.rows
         cut = _cut_index(state, context_window, options)
         if cut <= 0:
@@ -129,6 +130,7 @@ class Compactor:
             records,
             attempt=attempt,
             token_log=token_log,
+            conversation_id=conversation_id,
         ):
             return None
         return Compaction(summary, before, after, tokens_before, records)

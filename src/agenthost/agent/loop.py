@@ -122,6 +122,7 @@ class AgentLoop:
             ending=ending,
             attempt=run.attempt,
             token_log=run.token_log,
+            conversation_id=run.conversation_id,
             **kwargs,
         )
         if committed is None:
@@ -204,6 +205,7 @@ class AgentLoop:
                     run.blocks,
                     attempt=run.attempt,
                     token_log=run.token_log,
+                    conversation_id=run.conversation_id,
                 )
                 raise
             if state.ttft_ns is None:
@@ -279,12 +281,13 @@ class AgentLoop:
                     tokens_before=tokens,
                     attempt=run.attempt,
                     token_log=run.token_log,
+                    conversation_id=run.conversation_id,
                 )
             )
             if compaction is None:
                 break
             # The kept messages are the newest rows of the context: rebuild the prompt from them.
-            state = await self._store.context_rows(run.agent.id)
+            state = await self._store.context_rows(run.agent.id, run.conversation_id)
             run.agent.context_summary = state.summary
             history[:] = llm_messages(state.rows, run.images)
             llm_request.messages = self._prompt(run, system, history)
@@ -311,6 +314,7 @@ class AgentLoop:
                 trigger="manual",
                 attempt=run.attempt,
                 token_log=run.token_log,
+                conversation_id=run.conversation_id,
                 options=CompactionOptions(
                     mode=options.get("mode") or "sliding_window",
                     keep_fraction=options.get("sliding_window_percentage") or KEEP_FRACTION,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_SYSTEM = (
@@ -26,6 +26,10 @@ class BlockState:
     description: str | None
     read_only: bool
     changed: bool = False
+    # The value as last read from or written to the database, and the edits made since (tool name,
+    # arguments): a commit applies them again to the block's current value (``agent/tools.py``).
+    base: str | None = None
+    edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def compile_system(system: str, blocks: Sequence[BlockState], skills: Sequence[dict[str, Any]] = ()) -> str:

@@ -20,6 +20,7 @@ from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
 from agenthost.agent.token_log import FLUSH_INTERVAL_S, TokenLog, insert_events
+from agenthost.agent.tools import merge_edits
 from agenthost.db.database import Database
 from agenthost.db.files import image_data_urls
 from agenthost.db.rows import (
@@ -27,13 +28,22 @@ from agenthost.db.rows import (
     AgentRow,
     AgentToolRow,
     BlockRow,
+    ConversationRow,
     MessageRow,
     RunRow,
     StepRow,
     ToolRow,
 )
 from agenthost.db.signals import RunSignals
+from agenthost.db.threads import (
+    move_context,
+    set_pending_approval,
+    thread_history,
+    thread_key,
+    thread_state,
+)
 from agenthost.db.types import utcnow
+from agenthost.errors import NotFound
 
 
 @dataclass(slots=True)
@@ -54,6 +64,8 @@ class AgentSnapshot:
 class StartedRun:
     run_id: str
     request: dict[str, Any]
+    # The thread the run belongs to: a conversation, or (None) the agent's default thread.
+    conversation_id: str | None
     agent: AgentSnapshot
     blocks: list[BlockState]
     history: list[Any]  # in-context rows with message_type, step_id, body (see agent/context.py)
@@ -122,16 +134,24 @@ class RunStore:
             claimed = (await conn.execute(_CLAIM, {"rid": run_id, "now": utcnow()})).first()
             if claimed is None:
                 return None
-            agent_id, request, attempt = claimed
+            agent_id, conversation_id, request, attempt = claimed
             agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
+            # The thread's state: the agent row's own for its default thread, else the conversation's.
+            thread: Any = agent
+            model, window = agent.model, agent.context_window
+            if conversation_id is not None:
+                thread = (await conn.execute(_CONVERSATION, {"cid": conversation_id})).first()
+                if thread is None:
+                    return None
+                model, window = thread.model or model, thread.context_window_limit or window
             approved: list[dict[str, Any]] = []
             # A forced compaction (agents.messages.compact) is a run with no input of its own.
             if "compaction" not in request:
                 pending = None
-                if agent.pending_approval_id is not None:
-                    pending = (await conn.execute(_PENDING, {"mid": agent.pending_approval_id})).first()
+                if thread.pending_approval_id is not None:
+                    pending = (await conn.execute(_PENDING, {"mid": thread.pending_approval_id})).first()
                 try:
                     rows, approved = input_rows(
                         RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending
@@ -139,29 +159,28 @@ class RunStore:
                 except ValueError as exc:
                     ending = Ending("error", str(exc), attempt=attempt)
                     return Rejected(str(exc), await end_run(conn, run_id, ending, ("running",)))
-                await _insert_messages(conn, rows)
+                await _insert_messages(conn, rows, conversation_id)
                 if pending is not None:
-                    await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": None})
-            history = (
-                await conn.execute(_HISTORY, {"aid": agent_id, "start": agent.context_start_seq or 0})
-            ).all()
+                    await set_pending_approval(conn, agent_id, conversation_id, None)
+            history = await thread_history(conn, agent_id, conversation_id, thread.context_start_seq)
             images = await image_data_urls(conn, image_file_ids(history))
             blocks = await block_states(conn, agent_id)
             return StartedRun(
                 run_id=run_id,
                 request=request,
+                conversation_id=conversation_id,
                 agent=AgentSnapshot(
                     id=agent_id,
                     system=agent.system,
-                    model=agent.model,
-                    context_window=agent.context_window,
+                    model=model,
+                    context_window=window,
                     max_tokens=agent.max_tokens,
                     tools=[
                         AgentTool.from_row(t) for t in (await conn.execute(_TOOLS, {"aid": agent_id})).all()
                     ],
                     tool_rules=list(agent.tool_rules or []),
                     env=dict(agent.tool_exec_environment_variables or {}),
-                    context_summary=agent.context_summary,
+                    context_summary=thread.context_summary,
                 ),
                 blocks=blocks,
                 history=list(history),
@@ -182,6 +201,7 @@ class RunStore:
         ending: Ending | None = None,
         attempt: int = 1,
         token_log: TokenLog | None = None,
+        conversation_id: str | None = None,
     ) -> Committed | None:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
@@ -192,14 +212,11 @@ class RunStore:
             if committed is None:
                 return None
             await conn.execute(_INSERT_STEP, [_step_values(run_id, agent_id, step)])
-            await _insert_messages(conn, messages)
+            await _insert_messages(conn, messages, conversation_id)
             await insert_events(conn, run_id, events)
-            for block in blocks:
-                if block.changed:
-                    await conn.execute(_SET_BLOCK, {"bid": block.id, "val": block.value, "now": utcnow()})
-                    block.changed = False
+            await save_blocks(conn, blocks)
             if pending_approval_id is not None:
-                await conn.execute(_SET_PENDING, {"aid": agent_id, "pid": pending_approval_id})
+                await set_pending_approval(conn, agent_id, conversation_id, pending_approval_id)
         self._wake(run_id)
         return committed
 
@@ -229,13 +246,15 @@ class RunStore:
         if self._signals is not None:
             self._signals.wake(run_id)
 
-    async def context_rows(self, agent_id: str) -> ContextState:
-        """The agent's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
+    async def context_rows(self, agent_id: str, conversation_id: str | None = None) -> ContextState:
+        """The thread's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
         async with self._db.read_session() as session:
-            agent = (await session.execute(_CONTEXT_STATE, {"aid": agent_id})).one()
-            start = agent.context_start_seq
-            rows = (await session.execute(_HISTORY, {"aid": agent_id, "start": start or 0})).all()
-            return ContextState(start, agent.context_summary, agent.pending_approval_id, list(rows))
+            thread = await thread_state(session, agent_id, conversation_id)
+            if thread is None:
+                raise NotFound(f"conversation '{conversation_id}' not found")
+            start = thread.context_start_seq
+            rows = await thread_history(session, agent_id, conversation_id, start)
+            return ContextState(start, thread.context_summary, thread.pending_approval_id, rows)
 
     async def apply_compaction(
         self,
@@ -247,6 +266,7 @@ class RunStore:
         messages: list[MessageRow],
         attempt: int = 1,
         token_log: TokenLog | None = None,
+        conversation_id: str | None = None,
     ) -> bool:
         """Move the context's start and store the summary, with the compaction's records, atomically.
 
@@ -256,18 +276,13 @@ class RunStore:
         async with _handover(token_log, messages) as events, self._db.transaction() as conn:
             if not await owns_run(conn, run_id, attempt):
                 return False
-            stmt = (
-                update(AgentRow)
-                .where(AgentRow.id == agent_id)
-                .values(context_start_seq=new_start, context_summary=summary)
+            moved = await conn.execute(
+                move_context(conversation_id, expected_start),
+                {**thread_key(agent_id, conversation_id), "new_start": new_start, "new_summary": summary},
             )
-            if expected_start is None:
-                stmt = stmt.where(AgentRow.context_start_seq.is_(None))
-            else:
-                stmt = stmt.where(AgentRow.context_start_seq == expected_start)
-            if (await conn.execute(stmt)).rowcount != 1:
+            if moved.rowcount != 1:
                 return False  # the only write so far is the no-op fence
-            await _insert_messages(conn, messages)
+            await _insert_messages(conn, messages, conversation_id)
             await insert_events(conn, run_id, events)
         self._wake(run_id)
         return True
@@ -316,7 +331,7 @@ _CLAIM = (
     update(RunRow)
     .where(RunRow.id == bindparam("rid"), RunRow.status == "created")
     .values(status="running", started_at=bindparam("now"))
-    .returning(RunRow.agent_id, RunRow.request, RunRow.attempt)
+    .returning(RunRow.agent_id, RunRow.conversation_id, RunRow.request, RunRow.attempt)
 )
 _AGENT = (
     select(
@@ -333,16 +348,14 @@ _AGENT = (
     .where(AgentRow.id == bindparam("aid"))
     .with_for_update()
 )
-_CONTEXT_STATE = select(
-    AgentRow.context_start_seq, AgentRow.context_summary, AgentRow.pending_approval_id
-).where(AgentRow.id == bindparam("aid"))
+_CONVERSATION = select(
+    ConversationRow.model,
+    ConversationRow.context_window_limit,
+    ConversationRow.pending_approval_id,
+    ConversationRow.context_start_seq,
+    ConversationRow.context_summary,
+).where(ConversationRow.id == bindparam("cid"))
 _PENDING = select(MessageRow.id, MessageRow.run_id, MessageRow.body).where(MessageRow.id == bindparam("mid"))
-# Only the messages in the context window: a run's cost follows the window, not the whole history.
-_HISTORY = (
-    select(MessageRow.seq, MessageRow.id, MessageRow.message_type, MessageRow.step_id, MessageRow.body)
-    .where(MessageRow.agent_id == bindparam("aid"), MessageRow.seq >= bindparam("start"))
-    .order_by(MessageRow.seq)
-)
 _BLOCKS = (
     select(
         BlockRow.id, BlockRow.label, BlockRow.value, BlockRow.limit, BlockRow.description, BlockRow.read_only
@@ -366,9 +379,7 @@ _TOOLS = (
     .where(AgentToolRow.agent_id == bindparam("aid"))
     .order_by(AgentToolRow.position)
 )
-_SET_PENDING = (
-    update(AgentRow).where(AgentRow.id == bindparam("aid")).values(pending_approval_id=bindparam("pid"))
-)
+_LOCK_BLOCK = select(BlockRow.value).where(BlockRow.id == bindparam("bid")).with_for_update()
 _SET_BLOCK = (
     update(BlockRow)
     .where(BlockRow.id == bindparam("bid"))
@@ -380,13 +391,14 @@ _INSERT_MESSAGES = insert(MessageRow)
 
 async def block_states(conn: AsyncConnection | AsyncSession, agent_id: str) -> list[BlockState]:
     """The agent's memory blocks, in prompt order, as a run (or a direct tool call) edits them."""
-    return [BlockState(*b) for b in (await conn.execute(_BLOCKS, {"aid": agent_id})).all()]
+    return [BlockState(*b, base=b.value) for b in (await conn.execute(_BLOCKS, {"aid": agent_id})).all()]
 
 
 _MESSAGE_COLUMNS = (
     "id",
     "agent_id",
     "run_id",
+    "conversation_id",
     "step_id",
     "message_type",
     "otid",
@@ -419,9 +431,28 @@ async def _handover(
         yield events
 
 
-async def _insert_messages(conn: AsyncConnection, rows: list[MessageRow]) -> None:
+async def _insert_messages(
+    conn: AsyncConnection, rows: list[MessageRow], conversation_id: str | None
+) -> None:
+    for row in rows:
+        row.conversation_id = conversation_id
     if rows:
         await conn.execute(_INSERT_MESSAGES, [{c: getattr(r, c) for c in _MESSAGE_COLUMNS} for r in rows])
+
+
+async def save_blocks(conn: AsyncConnection | AsyncSession, blocks: list[BlockState]) -> None:
+    """Write the blocks a run (or a tool run) edited, each edit applied to the block's current value
+    under a row lock, so a concurrent writer's edits are kept (``agent/tools.py``). Locked in id order:
+    writers of the same blocks (a block may be shared by agents) never wait on each other in a circle."""
+    for block in sorted(blocks, key=lambda b: b.id):
+        if not block.changed:
+            continue
+        current = await conn.scalar(_LOCK_BLOCK, {"bid": block.id})
+        if current is not None:
+            block.value = merge_edits(block, current)
+        await conn.execute(_SET_BLOCK, {"bid": block.id, "val": block.value, "now": utcnow()})
+        block.base, block.changed = block.value, False
+        block.edits.clear()
 
 
 def _step_values(run_id: str, agent_id: str, step: StepRecord) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from fastapi.responses import Response, StreamingResponse
 from agenthost.api.deps import ContainerDep, json_response, page_params
 from agenthost.api.sse import sse_from_events
 from agenthost.container import Container
-from agenthost.errors import InvalidArgument
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
 from agenthost.schemas.runs import Run
@@ -35,7 +34,14 @@ async def list_messages(
     group_id: str | None = None,
 ) -> list[dict[str, Any]]:
     if conversation_id is not None:
-        raise InvalidArgument("conversations are not supported by this server yet")
+        # One conversation of the agent (or "default": the agent's default thread).
+        return await container.conversations.list_messages(
+            conversation_id,
+            page,
+            agent_id=agent_id,
+            include_types=include_return_message_types,
+            include_err=include_err,
+        )
     return await container.messages.list_for_agent(
         agent_id,
         page,
@@ -53,8 +59,8 @@ async def create_message(
 ) -> LettaResponse | StreamingResponse:
     """The synchronous route: a durable run like any other, answered when it ends."""
     if body.streaming:
-        return await _stream(agent_id, body, container)
-    return await container.runs.create_and_wait(agent_id, body)
+        return await stream_new_run(agent_id, body, container)
+    return await container.runs.create_and_wait(agent_id, body, conversation_id=body.conversation_id)
 
 
 @router.post("/stream", response_model=None)
@@ -62,12 +68,20 @@ async def stream_messages(
     agent_id: str, body: MessageCreateSync, container: ContainerDep
 ) -> StreamingResponse:
     """The same durable run as any other route, its events sent as they are committed."""
-    return await _stream(agent_id, body, container)
+    return await stream_new_run(agent_id, body, container)
 
 
-async def _stream(agent_id: str, body: MessageCreateSync, container: Container) -> StreamingResponse:
+async def stream_new_run(
+    agent_id: str, body: MessageCreateSync, container: Container, conversation_id: str | None = None
+) -> StreamingResponse:
+    """Start a run (in ``conversation_id``, else the body's, else the agent's default thread) and
+    stream it."""
     run = await container.runs.create(
-        agent_id, body, background=body.background, token_events=body.stream_tokens
+        agent_id,
+        body,
+        background=body.background,
+        token_events=body.stream_tokens,
+        conversation_id=conversation_id or body.conversation_id,
     )
     row = await container.streams.open(run.id)
     events = container.streams.follow(row, include_pings=body.include_pings)
@@ -94,7 +108,13 @@ async def _cancel_on_disconnect(
 @router.post("/async", response_model=Run)
 async def create_message_async(agent_id: str, body: MessageCreateAsync, container: ContainerDep) -> Response:
     """Commit the run and answer at once; the engine executes it (per-agent FIFO)."""
-    run = await container.runs.create(agent_id, body, background=True, callback_url=body.callback_url)
+    run = await container.runs.create(
+        agent_id,
+        body,
+        background=True,
+        callback_url=body.callback_url,
+        conversation_id=body.conversation_id,
+    )
     return json_response(run)
 
 

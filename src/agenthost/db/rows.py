@@ -137,6 +137,7 @@ class RunRow(Base):
         Index("ix_runs_agent_seq", "agent_id", "seq"),
         Index("ix_runs_status_seq", "status", "seq"),
         Index("ix_runs_agent_status", "agent_id", "status"),
+        Index("ix_runs_conversation_seq", "conversation_id", "seq"),
         # Only the few runs with a callback to deliver: the sweep reads them every few seconds.
         Index(
             "ix_runs_callback_pending",
@@ -197,18 +198,49 @@ class MessageRow(Base):
     __table_args__ = (
         Index("ix_messages_agent_seq", "agent_id", "seq"),
         Index("ix_messages_run_seq", "run_id", "seq"),
+        Index("ix_messages_conversation_seq", "conversation_id", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
     run_id: Mapped[str | None] = mapped_column(String(64))
+    # The conversation the message belongs to; None: the agent's default thread.
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
     step_id: Mapped[str | None] = mapped_column(String(64))
     message_type: Mapped[str] = mapped_column(String(32))
     otid: Mapped[str | None] = mapped_column(String(255))
     body: Mapped[dict[str, Any]] = mapped_column(Json)
     is_err: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConversationRow(Base):
+    """A thread of one agent: its own messages, context window (compaction state) and queue of runs;
+    the agent's blocks and tools are shared by all its threads. The agent's default thread (no
+    conversation) keeps its context state on the agent row."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_agent_seq", "agent_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(SeqKey, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    summary: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(255))
+    model_settings: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    context_window_limit: Mapped[int | None] = mapped_column(Integer)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # As on the agent row, for this thread: compaction state and the approval it waits on.
+    context_start_seq: Mapped[int | None] = mapped_column(SeqKey)
+    context_summary: Mapped[str | None] = mapped_column(Text)
+    pending_approval_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class RunEventRow(Base):

@@ -8,7 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class RunEngine(ABC):
-    """Executes committed ``created`` runs: one at a time per agent, in arrival order."""
+    """Executes committed ``created`` runs: one at a time per lane, in arrival order.
+
+    A lane is a thread of an agent (``services/threads.py``): the agent's id for its default thread, a
+    conversation's id for that conversation. Runs of different lanes, even of one agent, may run at once.
+    """
 
     @abstractmethod
     async def start(self) -> None:
@@ -18,12 +22,12 @@ class RunEngine(ABC):
     async def stop(self) -> None:
         """Stop executing; in-flight runs finish within a grace period or end as failed."""
 
-    async def defer_in(self, session: AsyncSession, run_id: str, agent_id: str) -> None:  # noqa: B027
+    async def defer_in(self, session: AsyncSession, run_id: str, lane: str) -> None:  # noqa: B027
         """Schedule the run inside the transaction that inserts its row (a distributed engine's job
         commits with the run, or neither does). The embedded engine schedules after the commit."""
 
     @abstractmethod
-    async def enqueue(self, run_id: str, agent_id: str) -> None:
+    async def enqueue(self, run_id: str, lane: str) -> None:
         """Schedule a run whose row is already committed (a no-op where ``defer_in`` did it)."""
 
     @abstractmethod

@@ -155,10 +155,10 @@ class DistributedEngine(RunEngine):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESTART_MAX_S)
 
-    async def defer_in(self, session: AsyncSession, run_id: str, agent_id: str) -> None:
-        await defer_run(session, run_id, agent_id)
+    async def defer_in(self, session: AsyncSession, run_id: str, lane: str) -> None:
+        await defer_run(session, run_id, lane)
 
-    async def enqueue(self, run_id: str, agent_id: str) -> None:
+    async def enqueue(self, run_id: str, lane: str) -> None:
         """Nothing to do: the job committed with the run (``defer_in``)."""
 
     async def interrupt(self, run_id: str) -> None:

@@ -1,7 +1,8 @@
 """The embedded engine: in-process, zero setup, the default.
 
-Each agent with queued runs gets one drainer task that executes its runs strictly one after another,
-in the order they were enqueued; a semaphore bounds how many agents run at once. The database is the
+Each lane (an agent's default thread, or a conversation) with queued runs gets one drainer task that
+executes its runs strictly one after another, in the order they were enqueued; a semaphore bounds how
+many lanes run at once. The database is the
 source of truth: on start, runs a dead process left ``running`` are failed and ``created`` runs are
 queued again in ``seq`` order.
 """
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
@@ -60,23 +61,25 @@ class EmbeddedEngine(RunEngine):
                 log.warning("failed %d runs left running by a previous process", len(crashed))
             queued = (
                 await session.execute(
-                    select(RunRow.id, RunRow.agent_id).where(RunRow.status == "created").order_by(RunRow.seq)
+                    select(RunRow.id, func.coalesce(RunRow.conversation_id, RunRow.agent_id))
+                    .where(RunRow.status == "created")
+                    .order_by(RunRow.seq)
                 )
             ).all()
-        for run_id, agent_id in queued:
-            await self.enqueue(run_id, agent_id)
+        for run_id, lane in queued:
+            await self.enqueue(run_id, lane)
         if queued:
             log.info("re-queued %d runs accepted before the last stop", len(queued))
 
-    async def enqueue(self, run_id: str, agent_id: str) -> None:
+    async def enqueue(self, run_id: str, lane: str) -> None:
         if self._stopping:
             return  # stays `created` in the database; the next start picks it up
-        self._queues.setdefault(agent_id, deque()).append(run_id)
-        if agent_id not in self._drainers:
-            self._drainers[agent_id] = asyncio.create_task(self._drain(agent_id), name=f"drain:{agent_id}")
+        self._queues.setdefault(lane, deque()).append(run_id)
+        if lane not in self._drainers:
+            self._drainers[lane] = asyncio.create_task(self._drain(lane), name=f"drain:{lane}")
 
-    async def _drain(self, agent_id: str) -> None:
-        queue = self._queues[agent_id]
+    async def _drain(self, lane: str) -> None:
+        queue = self._queues[lane]
         try:
             while queue and not self._stopping:
                 run_id = queue.popleft()
@@ -94,12 +97,10 @@ class EmbeddedEngine(RunEngine):
                         self._wake(run_id)
         finally:
             if not queue:
-                self._queues.pop(agent_id, None)
-            self._drainers.pop(agent_id, None)
+                self._queues.pop(lane, None)
+            self._drainers.pop(lane, None)
             if queue and not self._stopping:  # raced with an enqueue while exiting
-                self._drainers[agent_id] = asyncio.create_task(
-                    self._drain(agent_id), name=f"drain:{agent_id}"
-                )
+                self._drainers[lane] = asyncio.create_task(self._drain(lane), name=f"drain:{lane}")
 
     async def interrupt(self, run_id: str) -> None:
         control = self._controls.get(run_id)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.agent.ending import Committed, Ending, end_run
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentRow, MessageRow, RunRow, StepRow
+from agenthost.db.rows import MessageRow, RunRow, StepRow
+from agenthost.db.threads import set_pending_approval
 from agenthost.engine.jobs import HANDBACK_PRIORITY, defer_run
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,14 @@ Outcome = Literal["requeued", "failed", "untouched"]
 MAX_ATTEMPTS = 3
 
 _RUN = (
-    select(RunRow.agent_id, RunRow.status, RunRow.attempt, RunRow.effects_started, RunRow.job_id)
+    select(
+        RunRow.agent_id,
+        RunRow.conversation_id,
+        RunRow.status,
+        RunRow.attempt,
+        RunRow.effects_started,
+        RunRow.job_id,
+    )
     .where(RunRow.id == bindparam("rid"))
     .with_for_update()
 )
@@ -64,13 +72,13 @@ async def hand_back(
         effects = bool(steps) or run.effects_started
         if not effects and run.attempt < MAX_ATTEMPTS:
             if run.status == "running":
-                await _undo_input(conn, run_id, run.agent_id)
+                await _undo_input(conn, run_id, run.agent_id, run.conversation_id)
             await conn.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id)
                 .values(status="created", attempt=run.attempt + 1, started_at=None)
             )
-            await defer_run(conn, run_id, run.agent_id, priority=HANDBACK_PRIORITY)
+            await defer_run(conn, run_id, run.conversation_id or run.agent_id, priority=HANDBACK_PRIORITY)
             log.warning("run %s re-queued (attempt %d): %s", run_id, run.attempt + 1, reason)
             return "requeued", None
         if effects:
@@ -84,13 +92,9 @@ async def hand_back(
         return "failed", committed
 
 
-async def _undo_input(conn: AsyncConnection, run_id: str, agent_id: str) -> None:
+async def _undo_input(conn: AsyncConnection, run_id: str, agent_id: str, conversation_id: str | None) -> None:
     """Remove what the run's start wrote, so that the next attempt starts from the same state."""
     answer = (await conn.execute(_ANSWER, {"rid": run_id})).scalars().first()
     await conn.execute(_INPUT_ROWS, {"rid": run_id})
     if answer is not None and answer.get("approval_request_id"):
-        await conn.execute(
-            update(AgentRow)
-            .where(AgentRow.id == agent_id)
-            .values(pending_approval_id=answer["approval_request_id"])
-        )
+        await set_pending_approval(conn, agent_id, conversation_id, answer["approval_request_id"])

@@ -1,9 +1,10 @@
 """The procrastinate side of the distributed engine: the app, its schema, and deferring a run's job.
 
-A run is one procrastinate job of task ``agenthost.execute_run`` on queue ``runs``, with the lock
-``agent:<agent_id>``: procrastinate runs at most one job per lock at a time, in job-id order, which is
-the per-agent FIFO. The job is inserted by procrastinate's own SQL function from inside the API's
-transaction (``defer_sql``), so a run and its job commit together or not at all.
+A run is one procrastinate job of task ``agenthost.execute_run`` on queue ``runs``, with its lane's lock
+(``agent:<agent_id>`` for an agent's default thread, ``conversation:<id>`` for a conversation):
+procrastinate runs at most one job per lock at a time, in job-id order, which is the lane's FIFO. The
+job is inserted by procrastinate's own SQL function from inside the API's transaction
+(``defer_sql``), so a run and its job commit together or not at all.
 """
 
 from __future__ import annotations
@@ -47,22 +48,25 @@ _DEFER = text(
 _SET_JOB = update(RunRow).where(RunRow.id == bindparam("rid")).values(job_id=bindparam("jid"))
 
 
-def lock_of(agent_id: str) -> str:
-    return f"agent:{agent_id}"
+def lock_of(lane: str) -> str:
+    """The job lock of a lane: ``agent:<agent id>`` for an agent's default thread (as before lanes),
+    ``conversation:<conversation id>`` for a conversation."""
+    return f"conversation:{lane}" if lane.startswith("conv-") else f"agent:{lane}"
 
 
 async def defer_run(
-    conn: AsyncSession | AsyncConnection, run_id: str, agent_id: str, *, priority: int = 0
+    conn: AsyncSession | AsyncConnection, run_id: str, lane: str, *, priority: int = 0
 ) -> int:
     """Insert the run's job in the caller's transaction and record its id on the run."""
-    args: dict[str, Any] = {"run_id": run_id, "agent_id": agent_id}
+    # The job's argument keeps its first name, "agent_id", so that jobs queued before lanes still run.
+    args: dict[str, Any] = {"run_id": run_id, "agent_id": lane}
     job_id = await conn.scalar(
         _DEFER,
         {
             "queue": QUEUE,
             "task": TASK_NAME,
             "priority": priority,
-            "lock": lock_of(agent_id),
+            "lock": lock_of(lane),
             "args": json.dumps(args),
         },
     )

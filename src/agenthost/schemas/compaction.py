@@ -29,6 +29,8 @@ class CompactionSettings(WireModel):
 
 class CompactionRequest(WireModel):
     compaction_settings: CompactionSettings | None = None
+    # The conversation routes' "default" conversation names an agent's default thread with this.
+    agent_id: str | None = None
 
 
 class CompactionResponse(BaseModel):

@@ -124,6 +124,9 @@ class MessageRequestBase(WireModel):
     return_logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     return_token_ids: bool = False
+    # Ours, on the agent routes: run in this conversation of the agent instead of its default thread
+    # (the SDK's agent calls have no such argument: pass it with extra_body).
+    conversation_id: str | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> MessageRequestBase:
@@ -157,6 +160,14 @@ class MessageCreateSync(MessageRequestBase):
     stream_tokens: bool = False
     include_pings: bool = True
     background: bool = False
+
+
+class ConversationMessageRequest(MessageCreateSync):
+    """``POST /v1/conversations/{id}/messages``: streamed unless ``streaming`` is false."""
+
+    streaming: bool = True
+    # With conversation id "default": the agent whose default thread is meant.
+    agent_id: str | None = None
 
 
 class CancelRequest(WireModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor
-from agenthost.agent.store import block_states
+from agenthost.agent.store import block_states, save_blocks
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentToolRow, BlockRow, ToolRow
+from agenthost.db.rows import AgentToolRow, ToolRow
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.schemas.tools import Tool, ToolExecutionResult
@@ -69,15 +69,10 @@ class AgentToolService:
             env = dict(agent.tool_exec_environment_variables or {})
         context = ToolContext(agent_id=agent_id, blocks=blocks, env=env)
         outcome = await self._executor.execute(AgentTool.from_row(tool), args, context)
-        changed = [b for b in blocks if b.changed]
-        if changed:
+        if any(b.changed for b in blocks):
             async with self._db.session() as session:
-                for block in changed:
-                    await session.execute(
-                        update(BlockRow)
-                        .where(BlockRow.id == block.id)
-                        .values(value=block.value, updated_at=utcnow())
-                    )
+                # Edits applied to each block's current value: a run editing it meanwhile keeps its edits.
+                await save_blocks(session, blocks)
         return ToolExecutionResult(
             status=outcome.status,
             func_return=outcome.text,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.errors import InvalidArgument, NotFound
@@ -49,6 +49,36 @@ async def paginate(session: AsyncSession, row_cls: Any, stmt: Select[Any], page:
     ascending = desc if backwards else not desc
     stmt = stmt.order_by(seq.asc() if ascending else seq.desc()).limit(page.checked_limit())
     rows = list((await session.scalars(stmt)).all())
+    if backwards:
+        rows.reverse()
+    return rows
+
+
+async def paginate_by(
+    session: AsyncSession, row_cls: Any, stmt: Select[Any], page: Page, key: ColumnElement[Any]
+) -> list[Any]:
+    """``paginate`` in the order of ``key`` (a never-null expression of the row), ties broken by ``seq``."""
+    seq = row_cls.seq
+    desc = page.order == "desc"
+
+    async def past(cursor_id: str, *, below: bool) -> ColumnElement[bool]:
+        # The rows strictly below (or above) the cursor's (key, seq) position.
+        found = (await session.execute(select(key, seq).where(row_cls.id == cursor_id))).first()
+        if found is None:
+            raise NotFound(f"cursor '{cursor_id}' does not name an existing item")
+        k, s = found
+        if below:
+            return or_(key < k, and_(key == k, seq < s))
+        return or_(key > k, and_(key == k, seq > s))
+
+    if page.after is not None:
+        stmt = stmt.where(await past(page.after, below=desc))
+    if page.before is not None:
+        stmt = stmt.where(await past(page.before, below=not desc))
+    backwards = page.before is not None and page.after is None
+    ascending = desc if backwards else not desc
+    order = (key.asc(), seq.asc()) if ascending else (key.desc(), seq.desc())
+    rows = list((await session.scalars(stmt.order_by(*order).limit(page.checked_limit()))).all())
     if backwards:
         rows.reverse()
     return rows

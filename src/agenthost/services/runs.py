@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.messages import input_rows, new_message, tool_return_body
 from agenthost.db.database import Database
-from agenthost.db.rows import AgentRow, MessageRow, RunKeyRow, RunRow, StepRow
+from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow, StepRow
+from agenthost.db.threads import thread_state
 from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
 from agenthost.errors import (
@@ -36,19 +37,32 @@ from agenthost.services.views import message_views, run_view, step_view
 from agenthost.settings import Settings
 
 ACTIVE = ("created", "running")
+
+
 # Counts at most `cap` queued runs (a capped subquery: the check costs the same however long the queue).
-_QUEUED = select(func.count()).select_from(
-    select(RunRow.seq)
-    .where(RunRow.agent_id == bindparam("aid"), RunRow.status == "created")
-    .limit(bindparam("cap"))
-    .subquery()
-)
+def _queued(conversation: bool) -> Select[int]:
+    lane = RunRow.conversation_id == bindparam("cid") if conversation else RunRow.conversation_id.is_(None)
+    return select(func.count()).select_from(
+        select(RunRow.seq)
+        .where(RunRow.agent_id == bindparam("aid"), lane, RunRow.status == "created")
+        .limit(bindparam("cap"))
+        .subquery()
+    )
+
+
+_QUEUED = {c: _queued(c) for c in (False, True)}
 _RETRY_AFTER_S = 1
 # Locked (FOR NO KEY UPDATE, which does not block inserts referencing the agent): concurrent requests
 # for one agent take turns, so a run's seq, created_at, job id and commit order agree.
 _AGENT_STATE = (
     select(AgentRow.id, AgentRow.pending_approval_id)
     .where(AgentRow.id == bindparam("aid"))
+    .with_for_update(key_share=True)
+)
+# A conversation's requests take turns on the conversation's row instead: its own lane.
+_CONVERSATION_STATE = (
+    select(ConversationRow.agent_id, ConversationRow.pending_approval_id)
+    .where(ConversationRow.id == bindparam("cid"))
     .with_for_update(key_share=True)
 )
 _RUN_COLUMNS = [c for c in RunRow.__mapper__.column_attrs if c.key != "seq"]
@@ -80,11 +94,16 @@ class RunService:
         background: bool,
         callback_url: str | None = None,
         token_events: bool = False,
+        conversation_id: str | None = None,
     ) -> Run:
         """Commit a ``created`` run for this request and hand it to the engine (idempotent on otids).
 
-        With ``token_events`` the run streams the LLM's tokens into its event log as they come."""
+        With ``token_events`` the run streams the LLM's tokens into its event log as they come. With
+        ``conversation_id`` the run belongs to that conversation of the agent (its history, its queue);
+        otherwise to the agent's default thread."""
         check_id(agent_id, "agent")
+        if conversation_id is not None:
+            check_id(conversation_id, "conv", ("body", "conversation_id"))
         if body.override_model:
             self._providers.resolve(body.override_model, loc=("body", "override_model"))
         inputs = [m.model_dump(mode="json", exclude_none=True) for m in body.input_messages()]
@@ -113,21 +132,20 @@ class RunService:
         }
         try:
             async with self._db.session() as session:
-                agent = (await session.execute(_AGENT_STATE, {"aid": agent_id})).first()
-                if agent is None:
-                    raise NotFound(f"agent '{agent_id}' not found")
+                pending_id = await self._lock_thread(session, agent_id, conversation_id)
                 if otids:
                     earlier = await self._replay(session, agent_id, otids)
                     if earlier is not None:
                         return run_view(earlier)
-                await self._check_approval_state(session, agent_id, agent.pending_approval_id, inputs)
-                await self._check_queue_bound(session, agent_id)
+                await self._check_approval_state(session, agent_id, conversation_id, pending_id, inputs)
+                await self._check_queue_bound(session, agent_id, conversation_id)
                 await store_images(session, agent_id, inputs)
                 # Built here and inserted with Core: the view needs no read-back, and the ORM unit of
                 # work would cost more than the insert on this hot path.
                 run = RunRow(
                     id=new_id("run"),
                     agent_id=agent_id,
+                    conversation_id=conversation_id,
                     status="created",
                     background=background,
                     request=request,
@@ -142,7 +160,13 @@ class RunService:
                 if otids:
                     keys = [{"agent_id": agent_id, "otid": o, "run_id": run.id} for o in otids]
                     await session.execute(insert(RunKeyRow), keys)
-                await self._engine.defer_in(session, run.id, agent_id)
+                if conversation_id is not None:
+                    await session.execute(
+                        update(ConversationRow)
+                        .where(ConversationRow.id == conversation_id)
+                        .values(last_message_at=run.created_at)
+                    )
+                await self._engine.defer_in(session, run.id, conversation_id or agent_id)
                 view = run_view(run)
         except IntegrityError:
             # A concurrent request with the same otids won the race: answer with its run.
@@ -151,32 +175,53 @@ class RunService:
             if earlier is None:
                 raise
             return run_view(earlier)
-        await self._engine.enqueue(view.id, agent_id)
+        await self._engine.enqueue(view.id, conversation_id or agent_id)
         return view
 
-    async def create_and_wait(self, agent_id: str, body: MessageRequestBase) -> LettaResponse:
+    @staticmethod
+    async def _lock_thread(session: AsyncSession, agent_id: str, conversation_id: str | None) -> str | None:
+        """Take the thread's turn for this request (404 if it does not exist); its pending approval."""
+        if conversation_id is None:
+            agent = (await session.execute(_AGENT_STATE, {"aid": agent_id})).first()
+            if agent is None:
+                raise NotFound(f"agent '{agent_id}' not found")
+            pending: str | None = agent.pending_approval_id
+            return pending
+        conversation = (await session.execute(_CONVERSATION_STATE, {"cid": conversation_id})).first()
+        if conversation is None or conversation.agent_id != agent_id:
+            if await session.scalar(select(AgentRow.id).where(AgentRow.id == agent_id)) is None:
+                raise NotFound(f"agent '{agent_id}' not found")
+            raise NotFound(f"conversation '{conversation_id}' not found on agent '{agent_id}'")
+        pending = conversation.pending_approval_id
+        return pending
+
+    async def create_and_wait(
+        self, agent_id: str, body: MessageRequestBase, *, conversation_id: str | None = None
+    ) -> LettaResponse:
         """The synchronous route: the same durable run, awaited."""
-        run = await self.create(agent_id, body, background=False)
+        run = await self.create(agent_id, body, background=False, conversation_id=conversation_id)
         await self._engine.wait(run.id)
         async with self._db.read_session() as session:
             row = await self._get(session, run.id)
             return await run_result(session, row)
 
-    async def compact(self, agent_id: str, body: CompactionRequest) -> CompactionResponse:
-        """A forced compaction, run as a run of the agent: it waits its turn behind the agent's queued
-        runs (per-agent FIFO), so it never races one, and it is recorded like any run."""
+    async def compact(
+        self, agent_id: str, body: CompactionRequest, *, conversation_id: str | None = None
+    ) -> CompactionResponse:
+        """A forced compaction, run as a run of the thread: it waits its turn behind the thread's queued
+        runs (per-thread FIFO), so it never races one, and it is recorded like any run."""
         check_id(agent_id, "agent")
         settings = body.compaction_settings or CompactionSettings()
         if settings.model:
             self._providers.resolve(settings.model, loc=("body", "compaction_settings", "model"))
         async with self._db.session() as session:
-            if (await session.execute(_AGENT_STATE, {"aid": agent_id})).first() is None:
-                raise NotFound(f"agent '{agent_id}' not found")
+            await self._lock_thread(session, agent_id, conversation_id)
             run_id = new_id("run")
             await session.execute(
                 insert(RunRow).values(
                     id=run_id,
                     agent_id=agent_id,
+                    conversation_id=conversation_id,
                     status="created",
                     background=False,
                     request={"compaction": settings.model_dump(mode="json"), "inputs": []},
@@ -184,7 +229,9 @@ class RunService:
                     created_at=utcnow(),
                 )
             )
-        await self._engine.enqueue(run_id, agent_id)
+            # The distributed engine's job commits with the run (a no-op for the embedded engine).
+            await self._engine.defer_in(session, run_id, conversation_id or agent_id)
+        await self._engine.enqueue(run_id, conversation_id or agent_id)
         await self._engine.wait(run_id)
         async with self._db.read_session() as session:
             run = await self._get(session, run_id)
@@ -193,9 +240,8 @@ class RunService:
                     MessageRow.run_id == run_id, MessageRow.message_type == "summary_message"
                 )
             )
-            agent_summary = await session.scalar(
-                select(AgentRow.context_summary).where(AgentRow.id == agent_id)
-            )
+            thread = await thread_state(session, agent_id, conversation_id)
+            agent_summary = thread.context_summary if thread is not None else None
         if run.status != "completed":
             error = (run.metadata_ or {}).get("error") or run.stop_reason
             raise ServiceUnavailable(f"the compaction run {run_id} ended {run.status}: {error}")
@@ -215,14 +261,18 @@ class RunService:
             run_id=run_id,
         )
 
-    async def _check_queue_bound(self, session: AsyncSession, agent_id: str) -> None:
-        """429 past ``max_queued_runs_per_agent`` waiting runs: a bounded queue keeps every agent's
-        wait (and the distributed engine's job fetches) bounded."""
+    async def _check_queue_bound(
+        self, session: AsyncSession, agent_id: str, conversation_id: str | None
+    ) -> None:
+        """429 past ``max_queued_runs_per_agent`` waiting runs in the thread: a bounded queue keeps
+        every thread's wait (and the distributed engine's job fetches) bounded."""
         limit = self._settings.max_queued_runs_per_agent
-        queued = await session.scalar(_QUEUED, {"aid": agent_id, "cap": limit})
+        params = {"aid": agent_id, "cid": conversation_id, "cap": limit}
+        queued = await session.scalar(_QUEUED[conversation_id is not None], params)
         if queued is not None and queued >= limit:
+            where = f"conversation '{conversation_id}'" if conversation_id else f"agent '{agent_id}'"
             raise TooManyRequests(
-                f"agent '{agent_id}' already has {limit} runs waiting; retry once some have run",
+                f"{where} already has {limit} runs waiting; retry once some have run",
                 retry_after_s=_RETRY_AFTER_S,
             )
 
@@ -256,15 +306,21 @@ class RunService:
         return run
 
     async def _check_approval_state(
-        self, session: AsyncSession, agent_id: str, pending_id: str | None, inputs: list[dict[str, Any]]
+        self,
+        session: AsyncSession,
+        agent_id: str,
+        conversation_id: str | None,
+        pending_id: str | None,
+        inputs: list[dict[str, Any]],
     ) -> None:
         answers = any(m.get("type") in ("approval", "tool_return") for m in inputs)
         pending = None
         if pending_id is not None:
             pending = await session.scalar(select(MessageRow).where(MessageRow.id == pending_id))
         if pending is not None and not answers:
+            where = f"conversation '{conversation_id}'" if conversation_id else f"agent '{agent_id}'"
             raise PendingApproval(
-                f"agent '{agent_id}' is waiting for an answer to approval request '{pending.id}'; "
+                f"{where} is waiting for an answer to approval request '{pending.id}'; "
                 "send an approval (or the tool returns), or cancel the pending request",
                 extra={"pending_request_id": pending.id},
             )
@@ -276,7 +332,15 @@ class RunService:
                 raise InvalidArgument(str(exc)) from None
         elif answers:
             active = await session.scalar(
-                select(RunRow.id).where(RunRow.agent_id == agent_id, RunRow.status.in_(ACTIVE)).limit(1)
+                select(RunRow.id)
+                .where(
+                    RunRow.agent_id == agent_id,
+                    RunRow.conversation_id == conversation_id
+                    if conversation_id
+                    else RunRow.conversation_id.is_(None),
+                    RunRow.status.in_(ACTIVE),
+                )
+                .limit(1)
             )
             if active is None:
                 raise InvalidArgument(f"agent '{agent_id}' has no pending approval request to answer")
@@ -376,8 +440,31 @@ class RunService:
             cancelled = [r for r in runs if r.status in ACTIVE]
             self._mark_cancelled(cancelled)
             await self._close_pending_approval(session, agent, only_runs=run_ids)
+            # The agent's cancel reaches its conversations' runs too; each one's pending approval closes.
+            for conversation_id in sorted({r.conversation_id for r in cancelled if r.conversation_id}):
+                conversation = await session.scalar(
+                    select(ConversationRow).where(ConversationRow.id == conversation_id).with_for_update()
+                )
+                if conversation is not None:
+                    await self._close_pending_approval(session, conversation, only_runs=run_ids)
         await self._after_cancel(cancelled)
         return outcome
+
+    async def cancel_for_conversation(self, conversation_id: str) -> dict[str, str]:
+        """Cancel the conversation's active runs, and only those, and close its pending approval."""
+        check_id(conversation_id, "conv", ("path", "conversation_id"))
+        async with self._db.session() as session:
+            conversation = await session.scalar(
+                select(ConversationRow).where(ConversationRow.id == conversation_id).with_for_update()
+            )
+            if conversation is None:
+                raise NotFound(f"conversation '{conversation_id}' not found")
+            stmt = select(RunRow).where(RunRow.conversation_id == conversation_id, RunRow.status.in_(ACTIVE))
+            cancelled = list((await session.scalars(stmt.with_for_update())).all())
+            self._mark_cancelled(cancelled)
+            await self._close_pending_approval(session, conversation)
+        await self._after_cancel(cancelled)
+        return {r.id: "cancelled" for r in cancelled}
 
     async def delete(self, run_id: str) -> None:
         """Cancel the run if it is live, then delete it with its messages and steps."""
@@ -389,15 +476,21 @@ class RunService:
         if live:
             await self._after_cancel([run], notify=False)
         async with self._db.session() as session:
-            agent = await session.scalar(
-                select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
-            )
-            if agent is not None and agent.pending_approval_id is not None:
+            thread: AgentRow | ConversationRow | None
+            if run.conversation_id is None:
+                thread = await session.scalar(
+                    select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
+                )
+            else:
+                thread = await session.scalar(
+                    select(ConversationRow).where(ConversationRow.id == run.conversation_id).with_for_update()
+                )
+            if thread is not None and thread.pending_approval_id is not None:
                 pending = await session.scalar(
-                    select(MessageRow.run_id).where(MessageRow.id == agent.pending_approval_id)
+                    select(MessageRow.run_id).where(MessageRow.id == thread.pending_approval_id)
                 )
                 if pending == run_id:
-                    agent.pending_approval_id = None
+                    thread.pending_approval_id = None
             await session.execute(delete(MessageRow).where(MessageRow.run_id == run_id))
             await session.execute(delete(RunRow).where(RunRow.id == run_id))
 
@@ -423,25 +516,30 @@ class RunService:
                     self._callbacks.notify(run.id)
 
     async def _close_pending_approval(
-        self, session: AsyncSession, agent: AgentRow, *, only_runs: Sequence[str] | None = None
+        self,
+        session: AsyncSession,
+        thread: AgentRow | ConversationRow,
+        *,
+        only_runs: Sequence[str] | None = None,
     ) -> None:
-        """Answer every pending tool call with an error so the agent's context stays valid, and unblock it."""
-        if agent.pending_approval_id is None:
+        """Answer every pending tool call of the thread (the agent's default thread, or a conversation)
+        with an error so its context stays valid, and unblock it."""
+        if thread.pending_approval_id is None:
             return
-        pending = await session.scalar(select(MessageRow).where(MessageRow.id == agent.pending_approval_id))
+        pending = await session.scalar(select(MessageRow).where(MessageRow.id == thread.pending_approval_id))
         if pending is not None and only_runs and pending.run_id not in only_runs:
             return
-        agent.pending_approval_id = None
+        thread.pending_approval_id = None
         if pending is None:
             return
         for call in pending.body.get("tool_calls") or []:
-            session.add(
-                new_message(
-                    pending.run_id or "",
-                    agent.id,
-                    "tool_return_message",
-                    tool_return_body(call["tool_call_id"], call["name"], "error", CANCELLED_TOOL_RETURN),
-                    step_id=pending.step_id,
-                    is_err=True,
-                )
+            answer = new_message(
+                pending.run_id or "",
+                pending.agent_id,
+                "tool_return_message",
+                tool_return_body(call["tool_call_id"], call["name"], "error", CANCELLED_TOOL_RETURN),
+                step_id=pending.step_id,
+                is_err=True,
             )
+            answer.conversation_id = pending.conversation_id
+            session.add(answer)

@@ -1,0 +1,94 @@
+"""Statements on a thread's state: an agent's default thread keeps it on the agent row, a conversation
+on its own row (``services/threads.py`` says which thread a request is about).
+
+Both rows have the same three columns: ``context_start_seq`` and ``context_summary`` (compaction) and
+``pending_approval_id``. A thread's messages are the agent's messages with its ``conversation_id``
+(None for the default thread). The statements are prepared once per kind of thread, with the thread's
+key bound as ``tid``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, Update, bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from agenthost.db.rows import AgentRow, ConversationRow, MessageRow
+
+
+def _row(conversation: bool) -> type[AgentRow] | type[ConversationRow]:
+    return ConversationRow if conversation else AgentRow
+
+
+def _state(conversation: bool) -> Select[int | None, str | None, str | None]:
+    row = _row(conversation)
+    return select(row.context_start_seq, row.context_summary, row.pending_approval_id).where(
+        row.id == bindparam("tid")
+    )
+
+
+def _pending(conversation: bool) -> Update:
+    row = _row(conversation)
+    return update(row).where(row.id == bindparam("tid")).values(pending_approval_id=bindparam("pid"))
+
+
+def _history(conversation: bool) -> Select[Any]:
+    # Only the messages in the context window: a run's cost follows the window, not the whole history.
+    thread = (
+        MessageRow.conversation_id == bindparam("tid")
+        if conversation
+        else MessageRow.conversation_id.is_(None)
+    )
+    return (
+        select(MessageRow.seq, MessageRow.id, MessageRow.message_type, MessageRow.step_id, MessageRow.body)
+        .where(MessageRow.agent_id == bindparam("aid"), thread, MessageRow.seq >= bindparam("start"))
+        .order_by(MessageRow.seq)
+    )
+
+
+_STATE = {c: _state(c) for c in (False, True)}
+_PENDING = {c: _pending(c) for c in (False, True)}
+_HISTORY = {c: _history(c) for c in (False, True)}
+
+
+def thread_key(agent_id: str, conversation_id: str | None) -> dict[str, str]:
+    return {"tid": conversation_id or agent_id, "aid": agent_id}
+
+
+async def thread_state(
+    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None
+) -> Any:
+    """(context_start_seq, context_summary, pending_approval_id) of the thread; None if it is gone."""
+    return (
+        await conn.execute(_STATE[conversation_id is not None], thread_key(agent_id, conversation_id))
+    ).first()
+
+
+async def thread_history(
+    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None, start: int | None
+) -> list[Any]:
+    """The thread's in-context rows (seq, id, message_type, step_id, body), oldest first."""
+    params = {**thread_key(agent_id, conversation_id), "start": start or 0}
+    return list((await conn.execute(_HISTORY[conversation_id is not None], params)).all())
+
+
+async def set_pending_approval(
+    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None, message_id: str | None
+) -> None:
+    params = {**thread_key(agent_id, conversation_id), "pid": message_id}
+    await conn.execute(_PENDING[conversation_id is not None], params)
+
+
+def move_context(conversation_id: str | None, expected_start: int | None) -> Update:
+    """Set the thread's context start and summary (bound ``new_start``, ``new_summary``), only if its start
+    is still ``expected_start`` (another compaction may have moved it)."""
+    row = _row(conversation_id is not None)
+    stmt = (
+        update(row)
+        .where(row.id == bindparam("tid"))
+        .values(context_start_seq=bindparam("new_start"), context_summary=bindparam("new_summary"))
+    )
+    if expected_start is None:
+        return stmt.where(row.context_start_seq.is_(None))
+    return stmt.where(row.context_start_seq == expected_start)
