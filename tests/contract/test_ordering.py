@@ -63,3 +63,46 @@ def test_different_agents_run_at_the_same_time(
     for agent, run_id in zip(agents, submitted, strict=True):
         client.agents.messages.cancel(agent.id, run_ids=[run_id])
     assert [wait_for_run(client, r).status for r in submitted] == ["cancelled"] * len(agents)
+
+
+def test_conversations_of_one_agent_run_together_each_in_its_own_order(
+    engine: Engine, fake_llm: FakeLLM, model: str, handle: str
+) -> None:
+    client = engine.client()
+    agent = client.agents.create(name="conversations", model=handle)
+    conversations = [client.conversations.create(agent_id=agent.id) for _ in range(3)]
+    per_conversation = 5
+    fake_llm.set_default(model, Delay(0.05, Echo()))
+    submitted: dict[str, list[str]] = {c.id: [] for c in conversations}
+    for i in range(per_conversation):
+        for c in conversations:
+            run = client.agents.messages.create_async(
+                agent_id=agent.id, input=f"{c.id} {i}", extra_body={"conversation_id": c.id}
+            )
+            submitted[c.id].append(run.id)
+    for run_ids in submitted.values():
+        assert all(wait_for_run(client, r, timeout=60).status == "completed" for r in run_ids)
+
+    overlapped = False
+    for c in conversations:
+        records = engine.runs(submitted[c.id])
+        for before, after in itertools.pairwise(records):
+            assert before.completed_at is not None and after.started_at is not None
+            assert before.completed_at <= after.started_at, f"{after.id} overlapped {before.id}"
+        texts = [
+            m.content  # type: ignore[union-attr]
+            for m in client.conversations.messages.list(c.id, order="asc")
+            if m.message_type == "user_message"
+        ]
+        assert texts == [f"{c.id} {i}" for i in range(per_conversation)]
+        for other in conversations:
+            if other.id == c.id:
+                continue
+            theirs = engine.runs(submitted[other.id])
+            overlapped |= any(
+                a.started_at < b.completed_at and b.started_at < a.completed_at  # type: ignore[operator]
+                for a in records
+                for b in theirs
+            )
+    # Runs of different conversations of the one agent executed at the same time.
+    assert overlapped
