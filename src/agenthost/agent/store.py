@@ -143,8 +143,10 @@ class RunStore:
             model, window = agent.model, agent.context_window
             if conversation_id is not None:
                 thread = (await conn.execute(_CONVERSATION, {"cid": conversation_id})).first()
-                if thread is None:
-                    return None
+                if thread is None:  # deleted while the run waited (its runs outlive it)
+                    reason = f"conversation '{conversation_id}' was deleted before this run started"
+                    ending = Ending("error", reason, attempt=attempt)
+                    return Rejected(reason, await end_run(conn, run_id, ending, ("running",)))
                 model, window = thread.model or model, thread.context_window_limit or window
             approved: list[dict[str, Any]] = []
             # A forced compaction (agents.messages.compact) is a run with no input of its own.
