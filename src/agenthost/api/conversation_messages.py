@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from agenthost.api.deps import ContainerDep
 from agenthost.api.messages import stream_new_run
-from agenthost.api.sse import sse_from_events
+from agenthost.api.runs import follow_run
 from agenthost.errors import InvalidArgument
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse
 from agenthost.schemas.messages import ConversationMessageRequest, LettaResponse
@@ -43,15 +43,7 @@ async def stream_conversation(
 ) -> StreamingResponse:
     """Follow a run of the conversation: ``run_id``, or the run an ``otid`` started, or its latest."""
     body = body or RetrieveStreamRequest()
-    run = await container.threads.run_to_follow(conversation_id, body)
-    events = container.streams.follow(
-        run,
-        starting_after=body.starting_after,
-        include_pings=body.include_pings is not False,
-        poll_interval_s=body.poll_interval or 0.1,
-        batch_size=body.batch_size or 100,
-    )
-    return StreamingResponse(sse_from_events(events), media_type="text/event-stream")
+    return follow_run(container, await container.threads.run_to_follow(conversation_id, body), body)
 
 
 @router.post("/cancel")

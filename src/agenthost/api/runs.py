@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
@@ -12,6 +12,10 @@ from agenthost.api.sse import sse_from_events
 from agenthost.schemas.common import StopReason
 from agenthost.schemas.runs import RetrieveStreamRequest, Run, RunUsage, Step
 from agenthost.services.pagination import Page
+
+if TYPE_CHECKING:
+    from agenthost.container import Container
+    from agenthost.db.rows import RunRow  # what RunStreams.open hands back, passed through as is
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -75,8 +79,11 @@ async def stream_run(
     run_id: str, container: ContainerDep, body: RetrieveStreamRequest | None = None
 ) -> StreamingResponse:
     """The run's events from ``starting_after`` on (replayed, then live), until it ends."""
-    body = body or RetrieveStreamRequest()
-    run = await container.streams.open(run_id)
+    return follow_run(container, await container.streams.open(run_id), body or RetrieveStreamRequest())
+
+
+def follow_run(container: Container, run: RunRow, body: RetrieveStreamRequest) -> StreamingResponse:
+    """An SSE response following ``run`` as ``body`` asks (cursor, pings, poll interval, page size)."""
     events = container.streams.follow(
         run,
         starting_after=body.starting_after,
