@@ -18,6 +18,7 @@ from agenthost.services.agent_tools import AgentToolService
 from agenthost.services.agents import AgentService
 from agenthost.services.blocks import BlockService
 from agenthost.services.callbacks import CallbackDispatcher
+from agenthost.services.cancellation import RunCancellation
 from agenthost.services.conversations import ConversationService
 from agenthost.services.messages import MessageService
 from agenthost.services.passages import PassageService
@@ -43,6 +44,7 @@ class Container:
     conversations: ConversationService
     messages: MessageService
     runs: RunService
+    cancellation: RunCancellation
     streams: RunStreams
     threads: ThreadService
     signals: RunSignals
@@ -114,7 +116,8 @@ class Container:
             blocks=BlockService(db),
             conversations=ConversationService(db, providers),
             messages=MessageService(db),
-            runs=RunService(db, engine, providers, callbacks, settings),
+            runs=RunService(db, engine, providers, settings),
+            cancellation=RunCancellation(db, engine, callbacks),
             streams=RunStreams(db, signals, ping_interval_s=settings.stream_ping_interval_s),
             threads=ThreadService(db),
             signals=signals,

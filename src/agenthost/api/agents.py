@@ -75,6 +75,6 @@ async def update_agent(agent_id: str, body: AgentUpdate, container: ContainerDep
 @router.delete("/{agent_id}")
 async def delete_agent(agent_id: str, container: ContainerDep) -> dict[str, str]:
     # Live runs of the agent are cancelled first, so no loop keeps writing for a deleted agent.
-    await container.runs.cancel_for_agent(agent_id, None)
+    await container.cancellation.cancel_for_agent(agent_id, None)
     await container.agents.delete(agent_id)
     return {"message": f"agent '{agent_id}' deleted"}

@@ -53,8 +53,8 @@ async def cancel_conversation(
     """Cancel the conversation's active runs (only this conversation's) and close its pending approval."""
     thread = await container.threads.thread(conversation_id, agent_id)
     if thread.conversation_id is None:
-        return await container.runs.cancel_for_agent(thread.agent_id, None)
-    return await container.runs.cancel_for_conversation(thread.conversation_id)
+        return await container.cancellation.cancel_for_agent(thread.agent_id, None)
+    return await container.cancellation.cancel_for_conversation(thread.conversation_id)
 
 
 @router.post("/compact", response_model=CompactionResponse)

@@ -63,7 +63,7 @@ async def update_conversation(
 @router.delete("/{conversation_id}")
 async def delete_conversation(conversation_id: str, container: ContainerDep) -> dict[str, str]:
     # Live runs of the conversation are cancelled first, so no loop keeps writing into a deleted thread.
-    await container.runs.cancel_for_conversation(conversation_id)
+    await container.cancellation.cancel_for_conversation(conversation_id)
     await container.conversations.delete(conversation_id)
     return {"message": f"conversation '{conversation_id}' deleted"}
 

@@ -102,7 +102,7 @@ async def _cancel_on_disconnect(
     finally:
         if not ended:
             with anyio.CancelScope(shield=True):
-                await container.runs.cancel_for_agent(agent_id, [run_id])
+                await container.cancellation.cancel_for_agent(agent_id, [run_id])
 
 
 @router.post("/async", response_model=Run)
@@ -122,4 +122,4 @@ async def create_message_async(agent_id: str, body: MessageCreateAsync, containe
 async def cancel_messages(
     agent_id: str, container: ContainerDep, body: CancelRequest | None = None
 ) -> dict[str, str]:
-    return await container.runs.cancel_for_agent(agent_id, body.run_ids if body else None)
+    return await container.cancellation.cancel_for_agent(agent_id, body.run_ids if body else None)

@@ -51,7 +51,7 @@ async def retrieve_run(run_id: str, container: ContainerDep) -> Response:
 
 @router.delete("/{run_id}")
 async def delete_run(run_id: str, container: ContainerDep) -> dict[str, str]:
-    await container.runs.delete(run_id)
+    await container.cancellation.delete(run_id)
     return {"message": f"run '{run_id}' deleted"}
 
 
