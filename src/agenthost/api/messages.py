@@ -107,7 +107,8 @@ async def _cancel_on_disconnect(
 
 @router.post("/async", response_model=Run)
 async def create_message_async(agent_id: str, body: MessageCreateAsync, container: ContainerDep) -> Response:
-    """Commit the run and answer at once; the engine executes it (per-agent FIFO)."""
+    """Commit the run and answer at once; the engine executes it (FIFO per thread: the agent's default
+    thread, or the body's conversation)."""
     run = await container.runs.create(
         agent_id,
         body,
