@@ -35,11 +35,9 @@ from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.ids import new_id
 from agenthost.llm.base import Delta
-from agenthost.services.views import message_view
+from agenthost.services.views import INPUT_TYPES, message_view
 
 FLUSH_INTERVAL_S = 0.05
-# The client's own input is not part of what the agent answered.
-_INPUT_TYPES = frozenset({"user_message", "system_message"})
 _KINDS = {"content": ("assistant_message", "content"), "reasoning": ("reasoning_message", "reasoning")}
 
 
@@ -134,7 +132,7 @@ class TokenLog:
             events.extend(
                 message_event(row)
                 for row in rows
-                if row.id not in self.streamed and row.message_type not in _INPUT_TYPES
+                if row.id not in self.streamed and row.message_type not in INPUT_TYPES
             )
             yield events
 

@@ -30,18 +30,16 @@ from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.services.results import run_usage, view_options
-from agenthost.services.views import message_view, shape_views
+from agenthost.services.views import INPUT_TYPES, message_view, shape_views
 
 TERMINAL = ("completed", "failed", "cancelled")
-# The client's own input is not part of what the agent answered.
-_INPUT_TYPES = ("user_message", "system_message")
 _STATUS = select(RunRow.status, RunRow.stop_reason).where(RunRow.id == bindparam("rid"))
 _PAGE = (
     select(MessageRow)
     .where(
         MessageRow.run_id == bindparam("rid"),
         MessageRow.seq > bindparam("after"),
-        MessageRow.message_type.not_in(_INPUT_TYPES),
+        MessageRow.message_type.not_in(INPUT_TYPES),
     )
     .order_by(MessageRow.seq)
     .limit(bindparam("n"))

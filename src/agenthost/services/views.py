@@ -10,6 +10,9 @@ from agenthost.db.rows import BlockRow, MessageRow, RunRow, StepRow
 from agenthost.schemas.blocks import Block
 from agenthost.schemas.runs import RequestConfig, Run, Step
 
+# The client's own input: part of a run's messages, not of what the agent answered (streams, logs).
+INPUT_TYPES = ("user_message", "system_message")
+
 
 def block_view(row: BlockRow) -> Block:
     return Block(
