@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -52,6 +54,8 @@ class Container:
     agent_tools: AgentToolService
     sandbox: Sandbox
     passages: PassageService
+    # The local model's check at start: one token, in the background (``GET /v1/health/`` reports it).
+    local_check: asyncio.Task[object] | None = None
 
     @classmethod
     async def start(
@@ -130,9 +134,16 @@ class Container:
         await sandbox.start()
         await engine.start()
         await callbacks.start()
+        local = providers.local_model()
+        if local is not None and run_worker:
+            container.local_check = asyncio.create_task(local.check())
         return container
 
     async def stop(self) -> None:
+        if self.local_check is not None:
+            self.local_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.local_check
         await self.engine.stop()
         await self.signals.close()
         await self.passages.close()  # the local embedding model's process, the embeddings client

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from agenthost.errors import InvalidArgument
 from agenthost.llm.base import LLMClient
 from agenthost.llm.openai_compat import OpenAICompatClient
 from agenthost.settings import Settings
+
+if TYPE_CHECKING:
+    from agenthost.llm.local.client import LocalClient
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,13 @@ class Providers:
                 loc=loc,
             )
         return client, model
+
+    def local_model(self) -> LocalClient | None:
+        """The embedded local model's client, when this server serves it."""
+        from agenthost.llm.local.client import LocalClient
+
+        client = self._clients.get("local")
+        return client if isinstance(client, LocalClient) else None
 
     def endpoint_type(self, provider: str) -> str:
         """The wire protocol of a configured provider (``openai`` for one no longer configured)."""

@@ -7,9 +7,22 @@ from typing import Literal
 from pydantic import BaseModel
 
 
+class LocalModelHealth(BaseModel):
+    """The embedded local model, as the check at start (one token) and the requests since found it.
+
+    ``status``: ``unchecked`` (not started yet: a process that runs no agents), ``starting``, ``ok`` or
+    ``failed`` (with ``error`` saying why and what to do)."""
+
+    handle: str
+    status: Literal["unchecked", "starting", "ok", "failed"]
+    error: str | None = None
+
+
 class Health(BaseModel):
     status: str
     version: str
+    # Only on a server that serves the local model.
+    local_model: LocalModelHealth | None = None
 
 
 class LlmModel(BaseModel):
