@@ -66,3 +66,11 @@ def test_failure_detection_must_outlast_a_late_heartbeat(monkeypatch: pytest.Mon
         Settings()
     monkeypatch.setenv("AGENTHOST_STALLED_AFTER_S", "4")
     assert Settings().stalled_after_s == 4
+
+
+def test_local_model_slots_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTHOST_LOCAL_PARALLEL", "8")
+    assert Settings().local_parallel == 8
+    monkeypatch.setenv("AGENTHOST_LOCAL_PARALLEL", "0")
+    with pytest.raises(ValueError, match="local_parallel"):
+        Settings()
