@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import openai
 
+from agenthost.children import close_child
 from agenthost.errors import AgentHostError, InvalidArgument, ServiceUnavailable
 from agenthost.memory import local_worker
 from agenthost.settings import Settings
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 _OPENAI_BATCH = 256
-_CLOSE_TIMEOUT_S = 10.0
 
 
 class EmbeddingFailed(AgentHostError):
@@ -175,15 +175,8 @@ class LocalEmbedder(Embedder):
 
     async def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()  # the worker exits at end of input
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None:
+            await close_child(proc)
 
 
 class Embedders:

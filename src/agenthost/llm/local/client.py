@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import httpx
 
+from agenthost.children import close_child
 from agenthost.llm.base import Delta, DeltaSink, LLMClient, LLMError, LLMRequest, LLMResponse
 from agenthost.llm.local import gguf
 from agenthost.llm.local.cpu import cpu_report, missing_cpu_features
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 # A tiny model left to itself can ramble until the context is full; an agent's reply rarely needs more.
 DEFAULT_MAX_TOKENS = 1024
 _MAX_TOP_LOGPROBS = 20
-_CLOSE_TIMEOUT_S = 10.0
 _STDERR_TAIL = 40
 # Low temperature: a 135M model drifts fast when sampled freely. The repeat penalty (text only: in
 # JSON it would push the model off the quotes and braces it must repeat) curbs its loops.
@@ -442,17 +442,7 @@ class LocalClient(LLMClient):
     async def _stop(self, worker: _Worker) -> None:
         worker.closing = True
         await worker.http.aclose()
-        proc = worker.proc
-        if proc.returncode is not None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()  # the worker exits at end of input
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=_CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await close_child(worker.proc)
 
 
 @dataclasses.dataclass
