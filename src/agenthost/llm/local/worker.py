@@ -33,6 +33,9 @@ def start(args: argparse.Namespace, key: str) -> xllamacpp.Server:
     params.kv_unified = False
     params.ctx_shift = False
     params.fit_params = False  # the sizes asked for, not ones "fitted" to a device
+    # Prompt states a slot gives up are kept in RAM for a prompt that comes back: llama.cpp allows
+    # 8 GiB for them; 1 GiB holds about 40 agents' 1,000-token prompts of SmolLM2.
+    params.cache_ram_mib = 1024
     params.hostnames = ["127.0.0.1"]
     params.port = 0  # a free port, chosen by the system
     params.api_keys = [key]
