@@ -43,6 +43,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def local_model_unavailable() -> str | None:
+    """Why the real local model cannot run here, or None when it can: not installed, or a CPU without
+    the instructions its runtime was built for (the server refuses such a CPU clearly, and
+    tests/unit/test_local_cpu.py covers that refusal)."""
+    from agenthost.llm.local import local_client
+    from agenthost.llm.local.cpu import missing_cpu_features
+
+    if local_client(Settings(local_model="on")) is None:
+        return "the local model is not installed (pip install 'agenthost[local-llm]')"
+    if missing := missing_cpu_features():
+        return f"this CPU lacks {', '.join(missing)}, which the local model's runtime needs"
+    return None
+
+
 def wait_until(
     predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> T:

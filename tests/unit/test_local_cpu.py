@@ -38,7 +38,8 @@ def test_the_report_names_the_flags_that_matter() -> None:
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("xllamacpp") is None, reason="the local-llm extra is not installed"
+    importlib.util.find_spec("xllamacpp") is None or bool(cpu.missing_cpu_features()),
+    reason="the local-llm extra is not installed, or this CPU cannot import it",
 )
 def test_the_checked_features_are_the_ones_the_installed_runtime_was_built_with() -> None:
     # In a child process, as in production: the server itself never imports the runtime.
