@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agenthost.llm.base import Delta, LLMRequest
+from agenthost.llm.base import Delta, LLMClient, LLMRequest
 from agenthost.llm.local import local_client
 from agenthost.settings import Settings
 
@@ -56,9 +56,9 @@ def request(agent: int, round_: int, max_tokens: int) -> LLMRequest:
     return LLMRequest(MODEL_NAME, messages, max_tokens=max_tokens)
 
 
-async def one(client: object, req: LLMRequest, start: float) -> tuple[float, float, int]:
+async def one(client: LLMClient, req: LLMRequest, start: float) -> tuple[float, float, int]:
     sink = FirstPiece()
-    response = await client.complete(req, sink)  # type: ignore[attr-defined]
+    response = await client.complete(req, sink)
     done = time.perf_counter()
     return (sink.at or done) - start, done - start, response.completion_tokens
 
@@ -96,7 +96,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{statistics.median(latencies) * 1000:6.0f} ms, max {max(latencies) * 1000:6.0f} ms{peak}"
             )
     finally:
-        await client.close()  # type: ignore[attr-defined]
+        await client.close()
 
 
 if __name__ == "__main__":

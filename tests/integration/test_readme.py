@@ -27,7 +27,10 @@ def readme_snippet() -> str:
     return snippet
 
 
-@pytest.mark.skipif(local_model_unavailable() is not None, reason=local_model_unavailable() or "")
+_unavailable = local_model_unavailable()
+
+
+@pytest.mark.skipif(_unavailable is not None, reason=_unavailable or "")
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_the_readme_snippet_works_offline_as_written(
     fresh_server: Callable[..., ThreadServer], tmp_path: Path

@@ -73,7 +73,6 @@ class LocalHealth:
 class _Worker:
     proc: asyncio.subprocess.Process
     http: httpx.AsyncClient
-    slots: int
     system_info: str
     stderr: deque[str]
     closing: bool = False
@@ -144,8 +143,7 @@ class LocalClient(LLMClient):
         except LLMError as exc:
             self.health = LocalHealth("failed", str(exc))
             log.error("the local model %s does not work: %s", self.model_path.name, exc)
-        else:
-            self.health = LocalHealth("ok")
+        else:  # ``complete`` marked it ok
             log.info("the local model answered its check in %.2fs", time.perf_counter() - started)
         return self.health
 
@@ -341,7 +339,7 @@ class LocalClient(LLMClient):
         assert proc.stdin is not None
         proc.stdin.write(f"{self._key}\n".encode())
         stderr: deque[str] = deque(maxlen=_STDERR_TAIL)
-        self._watch(_drain(proc, stderr))
+        drained = self._watch(_drain(proc, stderr))
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), timeout=self._timeout_s)
@@ -355,7 +353,8 @@ class LocalClient(LLMClient):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             code = await proc.wait()
-            await asyncio.sleep(0.05)  # let the stderr reader take the last lines
+            with contextlib.suppress(TimeoutError):  # the last lines it wrote, for the error
+                await asyncio.wait_for(asyncio.shield(drained), timeout=2.0)
             if code < 0 and "error" not in ready:  # died by a signal while loading
                 raise LLMError(self._describe_exit(code, list(stderr), ""), status_code=500)
             errors = [line for line in stderr if " E " in line or "error" in line.lower()]
@@ -370,23 +369,24 @@ class LocalClient(LLMClient):
             timeout=httpx.Timeout(None, connect=10.0),  # a whole answer is timed by ``_stream``
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
-        worker = _Worker(proc, http, int(ready["slots"]), str(ready["system_info"]), stderr)
+        worker = _Worker(proc, http, str(ready["system_info"]), stderr)
         self.load_s = float(ready["load_s"])
         self._watch(self._await_exit(worker))
         log.info(
             "started the local model's process (pid %d, %s, %d slots of %d tokens, loaded in %.2fs)",
             proc.pid,
             self.model_path.name,
-            worker.slots,
-            ready["slot_ctx"],
+            self.parallel,
+            slot_ctx,
             self.load_s,
         )
         return worker
 
-    def _watch(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+    def _watch(self, coroutine: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coroutine)
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+        return task
 
     async def _await_exit(self, worker: _Worker) -> None:
         code = await worker.proc.wait()

@@ -8,7 +8,7 @@ down with it). This is the only module that imports ``xllamacpp``.
 
 Protocol: the server writes an API key as the first line of the worker's stdin (requests without it
 get 401, so other users of the machine cannot use the port). Once the model is loaded the worker
-writes one JSON line, ``{"ready": true, "address", "slots", "slot_ctx", "load_s", "system_info"}`` or
+writes one JSON line, ``{"ready": true, "address", "load_s", "system_info"}`` or
 ``{"ready": false, "error"}``, and then serves until its stdin closes, when it exits.
 """
 
@@ -71,8 +71,6 @@ def main() -> int:
     ready = {
         "ready": True,
         "address": server.listening_address,
-        "slots": args.slots,
-        "slot_ctx": args.slot_ctx,
         "load_s": time.perf_counter() - started,
         "system_info": xllamacpp.get_system_info(),
     }
