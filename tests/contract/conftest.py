@@ -350,7 +350,7 @@ class EmbeddedTarget:
         return 0 if code == -signal.SIGTERM else code  # uvicorn re-raises the signal once it is done
 
     def recover(self) -> None:
-        self.start()  # start-up recovery fails what was running, queues what was created
+        self.start()  # start-up recovery hands back what was running, queues what was created
 
     def stop(self) -> None:
         for server in self.servers:

@@ -71,6 +71,35 @@ def test_cancel_running_run_aborts_llm_call_promptly(
     assert client.runs.retrieve(running).status == "cancelled"
 
 
+def test_cancel_records_the_agents_last_stop_reason(
+    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
+) -> None:
+    """Regression: a cancel is a run's end like any other; the agent's last stop reason follows it.
+
+    It used to keep the previous run's ``end_turn``: the cancel skipped the end's bookkeeping, and the
+    loop's own later write was fenced out.
+    """
+    client = server.client()
+    agent = client.agents.create(name="cancel-last-stop", model=handle)
+    fake_llm.script(model, Text("done"), Hang(), Hang())
+    first = client.agents.messages.create_async(agent_id=agent.id, input="first")
+    assert wait_for_run(client, first.id).stop_reason == "end_turn"
+    assert client.agents.retrieve(agent.id).last_stop_reason == "end_turn"
+
+    running = start_running(client, fake_llm, model, agent.id, "second")
+    assert client.agents.messages.cancel(agent.id, run_ids=[running]) == {running: "cancelled"}
+    after = client.agents.retrieve(agent.id)
+    assert after.last_stop_reason == "cancelled"
+    assert after.last_run_completion is not None
+    assert after.last_run_completion >= client.runs.retrieve(running).completed_at  # type: ignore[operator]
+
+    # A queued run cancelled through the conversation-less cancel-all path records it as well.
+    third = start_running(client, fake_llm, model, agent.id, "third")
+    client.agents.messages.cancel(agent.id)
+    assert client.runs.retrieve(third).status == "cancelled"
+    assert client.agents.retrieve(agent.id).last_stop_reason == "cancelled"
+
+
 def test_cancelled_run_is_not_overwritten_by_a_late_answer(
     server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
 ) -> None:

@@ -1,7 +1,7 @@
 """Durability across process death: real ``agenthost serve`` subprocesses, killed and restarted.
 
-On PostgreSQL each test gets a database of its own: start-up recovery fails every run left ``running``
-in its database, which must not touch the shared test server's runs.
+On PostgreSQL each test gets a database of its own: start-up recovery hands back every run left
+``running`` in its database, which must not touch the shared test server's runs.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_killed_server_recovers_runs_on_restart(
     first = serve(processes, server_env, data_dir)
     client = first.client()
     agent = client.agents.create(name="crash", model=handle)
-    fake_llm.script(model, Hang(), Text("two done"), Text("three done"))
+    fake_llm.script(model, Hang(), Text("one done"), Text("two done"), Text("three done"))
     in_flight = client.agents.messages.create_async(agent_id=agent.id, input="one")
     fake_llm.wait_for_requests(model, 1)
     wait_for_run(client, in_flight.id, statuses=("running",))
@@ -72,20 +72,16 @@ def test_killed_server_recovers_runs_on_restart(
     first.kill()
     assert first.proc is not None and first.proc.returncode == -signal.SIGKILL
 
+    # The run cut off before its first step had done nothing: it is re-queued, ahead of the others.
     client = serve(processes, server_env, data_dir).client()
-    crashed = client.runs.retrieve(in_flight.id)
-    assert (crashed.status, crashed.stop_reason) == ("failed", "error")
-    assert crashed.completed_at is not None
-    assert crashed.metadata is not None and "server stopped" in str(crashed.metadata["error"])
-
-    done = [wait_for_run(client, r.id) for r in queued]
-    assert [(r.status, r.stop_reason) for r in done] == [("completed", "end_turn")] * 2
-    assert done[0].completed_at is not None and done[1].completed_at is not None
-    assert done[0].completed_at < done[1].completed_at
+    done = [wait_for_run(client, r.id) for r in (in_flight, *queued)]
+    assert [(r.status, r.stop_reason) for r in done] == [("completed", "end_turn")] * 3
+    assert all(r.completed_at is not None for r in done)
+    assert done[0].completed_at < done[1].completed_at < done[2].completed_at  # type: ignore[operator]
     requests = fake_llm.requests(model)
-    assert len(requests) == 3
-    assert user_texts(requests[1]) == ["one", "two"]
-    assert user_texts(requests[2]) == ["one", "two", "three"]
+    assert len(requests) == 4
+    # Its first attempt left nothing behind: the input is in the history once.
+    assert [user_texts(r) for r in requests[1:]] == [["one"], ["one", "two"], ["one", "two", "three"]]
     assert active_runs(client, agent.id) == []
     # The agent is usable again after recovery.
     fake_llm.script(model, Text("fine"))
@@ -150,3 +146,40 @@ def test_sigterm_finishes_the_in_flight_run(
     # The run still queued at shutdown was kept, and runs after the restart.
     assert wait_for_run(client, queued.id).status == "completed"
     wait_until(lambda: active_runs(client, agent.id) == [], what="no active runs")
+
+
+def _sandbox_workers(parent: int) -> set[int]:
+    """The tool sandbox's worker processes whose parent is ``parent`` (from /proc)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"sandbox/_worker.py" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sandbox_warm_workers_die_with_a_killed_server(
+    server_env: dict[str, str], processes: list[ProcessServer], data_dir: Path
+) -> None:
+    server = serve(processes, {**server_env, "AGENTHOST_SANDBOX_POOL_SIZE": "2"}, data_dir)
+    assert server.proc is not None
+    pid = server.proc.pid
+    wait_until(lambda: len(_sandbox_workers(pid)) == 2, timeout=30, what="two warm sandbox workers")
+    workers = _sandbox_workers(pid)
+    server.kill()
+    wait_until(lambda: not any(_alive(w) for w in workers), timeout=10, what="the warm workers to exit")

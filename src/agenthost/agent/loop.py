@@ -22,7 +22,6 @@ from agenthost.agent.compaction import (
 )
 from agenthost.agent.context import llm_messages, reasoning_dict, summary_message
 from agenthost.agent.control import RunControl, RunInterrupted
-from agenthost.agent.ending import Committed, Ending
 from agenthost.agent.executor import ToolExecutor
 from agenthost.agent.messages import new_message
 from agenthost.agent.prompt import compile_system
@@ -36,12 +35,14 @@ from agenthost.ids import new_id
 from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall
 from agenthost.llm.providers import Providers
 from agenthost.llm.tokens import estimate_tokens
+from agenthost.runs.lifecycle import Committed, Ending
 
 log = logging.getLogger(__name__)
 
 # Below this share of the usable window (by the local estimate) the prompt is not counted exactly.
 EXACT_COUNT_FROM = 0.75
 MAX_COMPACTIONS_PER_STEP = 3
+SHUTDOWN_REASON = "the server shut down while this run was in progress"
 
 
 class AgentLoop:
@@ -88,8 +89,9 @@ class AgentLoop:
                 # The canceller already wrote the terminal status; this write is a no-op unless it raced.
                 await self._finish(run_id, state.ending("cancelled"))
             else:
-                error = "the server shut down while this run was in progress"
-                await self._finish(run_id, state.ending("error", error))
+                # Stopped at shutdown: re-queued if it has done nothing yet, as after a crash.
+                _outcome, committed_back = await self._store.hand_back(run_id, SHUTDOWN_REASON)
+                self._ended(run_id, committed_back)
         except LLMError as exc:
             await self._finish(run_id, state.ending("llm_api_error", str(exc)))
         except AgentHostError as exc:

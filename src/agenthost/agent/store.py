@@ -1,6 +1,6 @@
 """What the agent loop reads and writes, each in one transaction: start a run, commit a step, finish it.
 
-Every write after the start is fenced on the run's ownership (``agent/ending.py``): once a run is
+Every write after the start is fenced on the run's ownership (``db/run_lifecycle.py``): once a run is
 cancelled, failed by recovery or handed back, nothing a late step produces can land.
 """
 
@@ -15,7 +15,6 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.context import image_file_ids
-from agenthost.agent.ending import Committed, Ending, end_run, mark_effects_started, owns_run
 from agenthost.agent.executor import AgentTool
 from agenthost.agent.messages import input_rows
 from agenthost.agent.prompt import BlockState
@@ -34,6 +33,14 @@ from agenthost.db.rows import (
     StepRow,
     ToolRow,
 )
+from agenthost.db.run_lifecycle import (
+    HandBackOutcome,
+    claim,
+    end_run,
+    hand_back,
+    mark_effects_started,
+    owns_run,
+)
 from agenthost.db.signals import RunSignals
 from agenthost.db.threads import (
     move_context,
@@ -44,6 +51,7 @@ from agenthost.db.threads import (
 )
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
+from agenthost.runs.lifecycle import Committed, Ending
 
 
 @dataclass(slots=True)
@@ -131,10 +139,11 @@ class RunStore:
         ``commit_step`` are on every run's path: prepared Core statements on a bare connection.
         """
         async with self._db.transaction() as conn:
-            claimed = (await conn.execute(_CLAIM, {"rid": run_id, "now": utcnow()})).first()
+            claimed = await claim(conn, run_id)
             if claimed is None:
                 return None
-            agent_id, conversation_id, request, attempt = claimed
+            agent_id, conversation_id = claimed.agent_id, claimed.conversation_id
+            request, attempt = claimed.request, claimed.attempt
             agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
@@ -146,7 +155,7 @@ class RunStore:
                 if thread is None:  # deleted while the run waited (its runs outlive it)
                     reason = f"conversation '{conversation_id}' was deleted before this run started"
                     ending = Ending("error", reason, attempt=attempt)
-                    return Rejected(reason, await end_run(conn, run_id, ending, ("running",)))
+                    return Rejected(reason, await end_run(conn, run_id, ending))
                 model, window = thread.model or model, thread.context_window_limit or window
             approved: list[dict[str, Any]] = []
             # A forced compaction (agents.messages.compact) is a run with no input of its own.
@@ -160,7 +169,7 @@ class RunStore:
                     )
                 except ValueError as exc:
                     ending = Ending("error", str(exc), attempt=attempt)
-                    return Rejected(str(exc), await end_run(conn, run_id, ending, ("running",)))
+                    return Rejected(str(exc), await end_run(conn, run_id, ending))
                 await _insert_messages(conn, rows, conversation_id)
                 if pending is not None:
                     await set_pending_approval(conn, agent_id, conversation_id, None)
@@ -232,15 +241,21 @@ class RunStore:
         async with self._db.transaction() as conn:
             return await mark_effects_started(conn, run_id, attempt)
 
-    async def finish(
-        self, run_id: str, ending: Ending, *, from_statuses: tuple[str, ...] = ("running",)
-    ) -> Committed | None:
-        """→ terminal. ``None`` (writing nothing) when someone else ended the run first."""
+    async def finish(self, run_id: str, ending: Ending) -> Committed | None:
+        """running → terminal. ``None`` (writing nothing) when someone else ended the run first."""
         async with self._db.transaction() as conn:
-            committed = await end_run(conn, run_id, ending, from_statuses)
+            committed = await end_run(conn, run_id, ending)
         if committed is not None:
             self._wake(run_id)
         return committed
+
+    async def hand_back(self, run_id: str, reason: str) -> tuple[HandBackOutcome, Committed | None]:
+        """A run this process stops executing without ending it (a shutdown past its grace period): back
+        to ``created`` when it has done nothing yet (the next start runs it), else failed with ``reason``."""
+        async with self._db.transaction() as conn:
+            outcome = await hand_back(conn, run_id, job_id=None, reason=reason, reschedule=None)
+        self._wake(run_id)
+        return outcome
 
     def _wake(self, run_id: str) -> None:
         """Wake this process's followers of the run now that its progress is committed (on PostgreSQL,
@@ -329,12 +344,6 @@ class RunStore:
 
 
 # Prepared once: building and cache-keying a statement per call was a large part of a run's CPU.
-_CLAIM = (
-    update(RunRow)
-    .where(RunRow.id == bindparam("rid"), RunRow.status == "created")
-    .values(status="running", started_at=bindparam("now"))
-    .returning(RunRow.agent_id, RunRow.conversation_id, RunRow.request, RunRow.attempt)
-)
 _AGENT = (
     select(
         AgentRow.system,
@@ -418,7 +427,7 @@ async def _own_or_end(
         if not await owns_run(conn, run_id, attempt):
             return None
         return Committed(ended=False, callback_pending=False)
-    return await end_run(conn, run_id, ending, ("running",))
+    return await end_run(conn, run_id, ending)
 
 
 @asynccontextmanager

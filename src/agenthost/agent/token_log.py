@@ -28,9 +28,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agenthost.agent.ending import owns_run
 from agenthost.db.database import Database
 from agenthost.db.rows import MessageRow, RunEventRow
+from agenthost.db.run_lifecycle import owns_run
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.ids import new_id

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,10 @@ _RETRY_LISTEN_S = 5.0
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', :rid)")
 
 
-async def notify_in(conn: AsyncConnection, run_id: str) -> None:
+async def notify_in(conn: AsyncConnection | AsyncSession, run_id: str) -> None:
     """On PostgreSQL, have the transaction wake the run's followers when it commits."""
-    if conn.dialect.name == "postgresql":
+    dialect = conn.get_bind().dialect if isinstance(conn, AsyncSession) else conn.dialect
+    if dialect.name == "postgresql":
         await conn.execute(_NOTIFY, {"rid": run_id})
 
 

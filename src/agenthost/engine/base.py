@@ -6,12 +6,13 @@ from abc import ABC, abstractmethod
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agenthost.thread import Thread
+
 
 class RunEngine(ABC):
-    """Executes committed ``created`` runs: one at a time per lane, in arrival order.
-
-    A lane is a thread of an agent (``services/threads.py``): the agent's id for its default thread, a
-    conversation's id for that conversation. Runs of different lanes, even of one agent, may run at once.
+    """Executes committed ``created`` runs: one at a time per thread of an agent (its default thread, or a
+    conversation: ``agenthost/thread.py``), in arrival order. Runs of different threads, even of one
+    agent, may run at once.
     """
 
     @abstractmethod
@@ -22,12 +23,12 @@ class RunEngine(ABC):
     async def stop(self) -> None:
         """Stop executing; in-flight runs finish within a grace period or end as failed."""
 
-    async def defer_in(self, session: AsyncSession, run_id: str, lane: str) -> None:  # noqa: B027
+    async def defer_in(self, session: AsyncSession, run_id: str, thread: Thread) -> None:  # noqa: B027
         """Schedule the run inside the transaction that inserts its row (a distributed engine's job
         commits with the run, or neither does). The embedded engine schedules after the commit."""
 
     @abstractmethod
-    async def enqueue(self, run_id: str, lane: str) -> None:
+    async def enqueue(self, run_id: str, thread: Thread) -> None:
         """Schedule a run whose row is already committed (a no-op where ``defer_in`` did it)."""
 
     @abstractmethod

@@ -7,7 +7,7 @@ lock), in order. Cancellation aborts the job wherever it runs: a queued job is c
 running one has its coroutine cancelled, and procrastinate keeps the agent's lock until it exits.
 
 Workers write heartbeats. Each worker also runs a reaper: the jobs of a worker silent for
-``stalled_after_s`` are handed back (``engine/handback.py``): re-queued, or failed with a reason.
+``stalled_after_s`` are handed back (``db/run_lifecycle.py``): re-queued, or failed with a reason.
 A worker that shuts down waits ``shutdown_grace_s`` for its runs, then hands back what is left.
 """
 
@@ -29,20 +29,21 @@ from procrastinate.manager import JobManager
 from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
+from agenthost.db import run_lifecycle
 from agenthost.db.database import Database
 from agenthost.db.rows import RunRow
 from agenthost.engine.base import RunEngine
-from agenthost.engine.handback import hand_back
-from agenthost.engine.jobs import QUEUE, TASK_NAME, defer_run, ensure_schema, new_app
+from agenthost.engine.jobs import HANDBACK_PRIORITY, QUEUE, TASK_NAME, defer_run, ensure_schema, new_app
+from agenthost.runs.lifecycle import TERMINAL, Committed
 from agenthost.settings import Settings
+from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)
 
-TERMINAL = ("completed", "failed", "cancelled")
 _SHUTDOWN = "the worker executing this run shut down before it finished"
 _INTERNAL = "the worker executing this run hit an internal error (see its log)"
 _HAND_BACK_RETRIES = (0.2, 1.0, None)
@@ -155,10 +156,10 @@ class DistributedEngine(RunEngine):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESTART_MAX_S)
 
-    async def defer_in(self, session: AsyncSession, run_id: str, lane: str) -> None:
-        await defer_run(session, run_id, lane)
+    async def defer_in(self, session: AsyncSession, run_id: str, thread: Thread) -> None:
+        await defer_run(session, run_id, thread)
 
-    async def enqueue(self, run_id: str, lane: str) -> None:
+    async def enqueue(self, run_id: str, thread: Thread) -> None:
         """Nothing to do: the job committed with the run (``defer_in``)."""
 
     async def interrupt(self, run_id: str) -> None:
@@ -213,7 +214,7 @@ class DistributedEngine(RunEngine):
         # A database that just failed under the run may answer again a moment later.
         for delay in _HAND_BACK_RETRIES:
             try:
-                _outcome, committed = await hand_back(self._db, run_id, job_id=job_id, reason=reason)
+                _outcome, committed = await self.hand_back(run_id, job_id, reason)
             except Exception:
                 if delay is None:
                     log.exception("run %s could not be handed back; it stays as it is", run_id)
@@ -223,6 +224,16 @@ class DistributedEngine(RunEngine):
             if committed is not None and committed.callback_pending:
                 self._on_finished(run_id)
             return
+
+    async def hand_back(
+        self, run_id: str, job_id: int | None, reason: str
+    ) -> tuple[run_lifecycle.HandBackOutcome, Committed | None]:
+        """Re-queue (with a new job, ahead of the thread's queued runs) or fail a run whose execution
+        stopped, if job ``job_id`` still holds it."""
+        async with self._db.transaction() as conn:
+            return await run_lifecycle.hand_back(
+                conn, run_id, job_id=job_id, reason=reason, reschedule=_reschedule
+            )
 
     async def _reap_forever(self) -> None:
         since_analyze = 0.0
@@ -250,10 +261,15 @@ class DistributedEngine(RunEngine):
         for job in jobs:
             run_id = str(job.task_kwargs["run_id"])
             reason = f"the worker executing this run stopped sending heartbeats for {stalled_after:g}s"
-            outcome, committed = await hand_back(self._db, run_id, job_id=job.id, reason=reason)
+            outcome, committed = await self.hand_back(run_id, job.id, reason)
             if committed is not None and committed.callback_pending:
                 self._on_finished(run_id)
             with contextlib.suppress(ProcrastinateException):
                 await self._app.job_manager.finish_job(job, status=Status.FAILED, delete_job=True)
             log.warning("stalled job %s of run %s: %s", job.id, run_id, outcome)
         return len(jobs)
+
+
+async def _reschedule(conn: AsyncConnection | AsyncSession, run_id: str, thread: Thread) -> None:
+    # A handed-back run outranks the runs queued behind it on its thread (same lock).
+    await defer_run(conn, run_id, thread, priority=HANDBACK_PRIORITY)

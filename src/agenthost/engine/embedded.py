@@ -1,9 +1,10 @@
 """The embedded engine: in-process, zero setup, the default.
 
-Each lane (an agent's default thread, or a conversation) with queued runs gets one drainer task that
-executes its runs strictly one after another, in the order they were enqueued; a semaphore bounds how
-many lanes run at once. The database is the
-source of truth: on start, runs a dead process left ``running`` are failed and ``created`` runs are
+Each lane (a thread of an agent: its default thread, or a conversation) with queued runs gets one
+drainer task that executes its runs strictly one after another, in the order they were enqueued; a
+semaphore bounds how many lanes run at once. The database is the source of truth: on start, each run a
+dead process left ``running`` is handed back as the distributed engine does (``db/run_lifecycle.py``):
+re-queued when it had done nothing yet, failed with a reason otherwise; then the ``created`` runs are
 queued again in ``seq`` order.
 """
 
@@ -13,18 +14,18 @@ import asyncio
 import logging
 from collections import deque
 
-from sqlalchemy import func, select, update
-
 from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
+from agenthost.db import run_lifecycle
 from agenthost.db.database import Database
-from agenthost.db.rows import RunRow
-from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
+from agenthost.runs.lifecycle import TERMINAL
+from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)
 
 CRASH_REASON = "the server stopped while this run was in progress (recovered at start-up)"
+INTERNAL_REASON = "this run's execution hit an internal error (see the server's log)"
 
 
 class EmbeddedEngine(RunEngine):
@@ -42,36 +43,23 @@ class EmbeddedEngine(RunEngine):
         self._stopping = False
 
     async def start(self) -> None:
-        async with self._db.session() as session:
-            crashed = (
-                await session.execute(
-                    update(RunRow)
-                    .where(RunRow.status == "running")
-                    .values(
-                        status="failed",
-                        stop_reason="error",
-                        completed_at=utcnow(),
-                        metadata_={"error": CRASH_REASON},
-                        callback_pending=RunRow.callback_url.is_not(None),
-                    )
-                    .returning(RunRow.id)
+        outcomes: dict[str, int] = {}
+        async with self._db.transaction() as conn:
+            for run_id in await run_lifecycle.running_runs(conn):
+                outcome, _ = await run_lifecycle.hand_back(
+                    conn, run_id, job_id=None, reason=CRASH_REASON, reschedule=None
                 )
-            ).all()
-            if crashed:
-                log.warning("failed %d runs left running by a previous process", len(crashed))
-            queued = (
-                await session.execute(
-                    select(RunRow.id, func.coalesce(RunRow.conversation_id, RunRow.agent_id))
-                    .where(RunRow.status == "created")
-                    .order_by(RunRow.seq)
-                )
-            ).all()
-        for run_id, lane in queued:
-            await self.enqueue(run_id, lane)
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            queued = await run_lifecycle.queued_runs(conn)
+        if outcomes:
+            log.warning("runs left running by a previous process: %s", outcomes)
+        for run_id, thread in queued:
+            await self.enqueue(run_id, thread)
         if queued:
-            log.info("re-queued %d runs accepted before the last stop", len(queued))
+            log.info("queued %d runs accepted before the last stop", len(queued))
 
-    async def enqueue(self, run_id: str, lane: str) -> None:
+    async def enqueue(self, run_id: str, thread: Thread) -> None:
+        lane = thread.lane
         if self._stopping:
             return  # stays `created` in the database; the next start picks it up
         self._queues.setdefault(lane, deque()).append(run_id)
@@ -91,7 +79,10 @@ class EmbeddedEngine(RunEngine):
                     try:
                         await self._loop.execute(run_id, control)
                     except Exception:
-                        log.exception("run %s escaped the loop's error handling", run_id)
+                        # The loop ends runs on their own failures; this is the database failing under
+                        # it. Left as is, the run would stay `running` until the next start.
+                        log.exception("run %s: execution failed outside the agent loop", run_id)
+                        await self._hand_back(run_id, INTERNAL_REASON)
                     finally:
                         self._controls.pop(run_id, None)
                         self._wake(run_id)
@@ -133,8 +124,15 @@ class EmbeddedEngine(RunEngine):
 
     async def _is_terminal(self, run_id: str) -> bool:
         async with self._db.read_session() as session:
-            status = await session.scalar(select(RunRow.status).where(RunRow.id == run_id))
-        return status is None or status in ("completed", "failed", "cancelled")
+            status = await run_lifecycle.run_status(session, run_id)
+        return status is None or status in TERMINAL
+
+    async def _hand_back(self, run_id: str, reason: str) -> None:
+        try:
+            async with self._db.transaction() as conn:
+                await run_lifecycle.hand_back(conn, run_id, job_id=None, reason=reason, reschedule=None)
+        except Exception:
+            log.exception("run %s could not be handed back; the next start recovers it", run_id)
 
     async def stop(self) -> None:
         self._stopping = True

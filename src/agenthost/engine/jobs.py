@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.db.rows import RunRow
+from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +49,27 @@ _DEFER = text(
 _SET_JOB = update(RunRow).where(RunRow.id == bindparam("rid")).values(job_id=bindparam("jid"))
 
 
-def lock_of(lane: str) -> str:
-    """The job lock of a lane: ``agent:<agent id>`` for an agent's default thread (as before lanes),
-    ``conversation:<conversation id>`` for a conversation."""
-    return f"conversation:{lane}" if lane.startswith("conv-") else f"agent:{lane}"
+def lock_of(thread: Thread) -> str:
+    """The job lock of a thread: ``agent:<agent id>`` for an agent's default thread (as before
+    conversations), ``conversation:<conversation id>`` for a conversation."""
+    if thread.conversation_id is not None:
+        return f"conversation:{thread.conversation_id}"
+    return f"agent:{thread.agent_id}"
 
 
 async def defer_run(
-    conn: AsyncSession | AsyncConnection, run_id: str, lane: str, *, priority: int = 0
+    conn: AsyncSession | AsyncConnection, run_id: str, thread: Thread, *, priority: int = 0
 ) -> int:
     """Insert the run's job in the caller's transaction and record its id on the run."""
     # The job's argument keeps its first name, "agent_id", so that jobs queued before lanes still run.
-    args: dict[str, Any] = {"run_id": run_id, "agent_id": lane}
+    args: dict[str, Any] = {"run_id": run_id, "agent_id": thread.lane}
     job_id = await conn.scalar(
         _DEFER,
         {
             "queue": QUEUE,
             "task": TASK_NAME,
             "priority": priority,
-            "lock": lock_of(lane),
+            "lock": lock_of(thread),
             "args": json.dumps(args),
         },
     )

@@ -1,8 +1,9 @@
 """Cancelling runs (of an agent, of a conversation) and deleting them.
 
-A cancel commits the runs' terminal status first, then asks the engine to stop them at their next safe
-point (``RunEngine.interrupt``); the fenced writes of the run's execution (``agent/ending.py``) make
-sure nothing it produces later lands. A thread's pending approval is closed with an error answer to
+A cancel commits the runs' terminal status first (``db/run_lifecycle.py``'s cancel transition, with the
+same bookkeeping as any run's end), then asks the engine to stop them at their next safe point
+(``RunEngine.interrupt``); the fenced writes of the run's execution make sure nothing it produces later
+lands. A thread's pending approval is closed with an error answer to
 each of its tool calls, so the thread's context stays valid.
 """
 
@@ -16,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunRow
-from agenthost.db.types import utcnow
+from agenthost.db.run_lifecycle import Cancelled, cancel_runs
 from agenthost.engine.base import RunEngine
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
+from agenthost.runs.lifecycle import ACTIVE
 from agenthost.services.agents import get_agent_row
 from agenthost.services.callbacks import CallbackDispatcher
-from agenthost.services.runs import ACTIVE, get_run_row
+from agenthost.services.runs import get_run_row
 
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 
@@ -43,18 +45,18 @@ class RunCancellation:
                     check_id(run_id, "run", ("body", "run_ids", i))
                 stmt = stmt.where(RunRow.id.in_(list(run_ids)))
             else:
-                stmt = stmt.where(RunRow.status.in_(ACTIVE))
+                stmt = stmt.where(RunRow.status.in_(sorted(ACTIVE)))
             runs = list((await session.scalars(stmt.with_for_update())).all())
             if run_ids:
                 missing = set(run_ids) - {r.id for r in runs}
                 if missing:
                     raise NotFound(f"agent '{agent_id}' has no runs {sorted(missing)}")
-            outcome = {r.id: ("cancelled" if r.status in ACTIVE else r.status) for r in runs}
-            cancelled = [r for r in runs if r.status in ACTIVE]
-            self._mark_cancelled(cancelled)
+            outcome = {r.id: r.status for r in runs}
+            cancelled = await cancel_runs(session, [r.id for r in runs if r.status in ACTIVE])
+            outcome.update({c.run_id: "cancelled" for c in cancelled})
             await self._close_pending_approval(session, agent, only_runs=run_ids)
             # The agent's cancel reaches its conversations' runs too; each one's pending approval closes.
-            for conversation_id in sorted({r.conversation_id for r in cancelled if r.conversation_id}):
+            for conversation_id in sorted({c.conversation_id for c in cancelled if c.conversation_id}):
                 conversation = await session.scalar(
                     select(ConversationRow).where(ConversationRow.id == conversation_id).with_for_update()
                 )
@@ -72,22 +74,21 @@ class RunCancellation:
             )
             if conversation is None:
                 raise NotFound(f"conversation '{conversation_id}' not found")
-            stmt = select(RunRow).where(RunRow.conversation_id == conversation_id, RunRow.status.in_(ACTIVE))
-            cancelled = list((await session.scalars(stmt.with_for_update())).all())
-            self._mark_cancelled(cancelled)
+            stmt = select(RunRow.id).where(
+                RunRow.conversation_id == conversation_id, RunRow.status.in_(sorted(ACTIVE))
+            )
+            cancelled = await cancel_runs(session, list((await session.scalars(stmt)).all()))
             await self._close_pending_approval(session, conversation)
         await self._after_cancel(cancelled)
-        return {r.id: "cancelled" for r in cancelled}
+        return {c.run_id: "cancelled" for c in cancelled}
 
     async def delete(self, run_id: str) -> None:
         """Cancel the run if it is live, then delete it with its messages and steps."""
         async with self._db.session() as session:
             run = await get_run_row(session, run_id, for_update=True)
-            live = run.status in ACTIVE
-            if live:
-                self._mark_cancelled([run])
-        if live:
-            await self._after_cancel([run], notify=False)
+            cancelled = await cancel_runs(session, [run_id]) if run.status in ACTIVE else []
+        if cancelled:
+            await self._after_cancel(cancelled, notify=False)
         async with self._db.session() as session:
             thread: AgentRow | ConversationRow | None
             if run.conversation_id is None:
@@ -107,26 +108,15 @@ class RunCancellation:
             await session.execute(delete(MessageRow).where(MessageRow.run_id == run_id))
             await session.execute(delete(RunRow).where(RunRow.id == run_id))
 
-    @staticmethod
-    def _mark_cancelled(runs: Sequence[RunRow]) -> None:
-        now = utcnow()
-        for run in runs:
-            run.status = "cancelled"
-            run.stop_reason = "cancelled"
-            run.completed_at = now
-            run.callback_pending = run.callback_url is not None
-            if run.started_at is not None:
-                run.total_duration_ns = int((now - run.started_at).total_seconds() * 1e9)
-
-    async def _after_cancel(self, runs: Sequence[RunRow], *, notify: bool = True) -> None:
+    async def _after_cancel(self, runs: Sequence[Cancelled], *, notify: bool = True) -> None:
         # The status is already committed; the engine stops the loop at its next safe point, and
-        # (per-agent FIFO) starts the agent's next run only after this one has left the loop.
+        # (per-thread FIFO) starts the thread's next run only after this one has left the loop.
         for run in runs:
-            await self._engine.interrupt(run.id)
+            await self._engine.interrupt(run.run_id)
         if notify:
             for run in runs:
-                if run.callback_url is not None:
-                    self._callbacks.notify(run.id)
+                if run.callback_pending:
+                    self._callbacks.notify(run.run_id)
 
     async def _close_pending_approval(
         self,

@@ -28,8 +28,9 @@ from agenthost.schemas.conversations import (
 from agenthost.services.agents import get_agent_row
 from agenthost.services.messages import filter_history
 from agenthost.services.pagination import Page, paginate, paginate_by
-from agenthost.services.threads import Thread, resolve_thread
+from agenthost.services.threads import resolve_thread
 from agenthost.services.views import message_views
+from agenthost.thread import Thread
 
 # The settings a fork takes over from its source conversation.
 _FORKED_FIELDS = ("summary", "description", "model", "model_settings", "context_window_limit")

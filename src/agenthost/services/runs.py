@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthost.agent.messages import input_rows
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow, StepRow
+from agenthost.db.run_lifecycle import create_run
 from agenthost.db.threads import thread_state
 from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
@@ -26,6 +27,7 @@ from agenthost.errors import (
 )
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
+from agenthost.runs.lifecycle import ACTIVE, RunStatus
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
@@ -34,8 +36,7 @@ from agenthost.services.pagination import Page, paginate
 from agenthost.services.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views, run_view, step_view
 from agenthost.settings import Settings
-
-ACTIVE = ("created", "running")
+from agenthost.thread import Thread
 
 
 # Counts at most `cap` queued runs (a capped subquery: the check costs the same however long the queue).
@@ -43,7 +44,7 @@ def _queued(conversation: bool) -> Select[int]:
     lane = RunRow.conversation_id == bindparam("cid") if conversation else RunRow.conversation_id.is_(None)
     return select(func.count()).select_from(
         select(RunRow.seq)
-        .where(RunRow.agent_id == bindparam("aid"), lane, RunRow.status == "created")
+        .where(RunRow.agent_id == bindparam("aid"), lane, RunRow.status == RunStatus.CREATED.value)
         .limit(bindparam("cap"))
         .subquery()
     )
@@ -127,6 +128,7 @@ class RunService:
             "include_compaction_messages": body.include_compaction_messages,
         }
         try:
+            thread = Thread(agent_id, conversation_id)
             async with self._db.session() as session:
                 pending_id = await self._lock_thread(session, agent_id, conversation_id)
                 if otids:
@@ -142,17 +144,14 @@ class RunService:
                     id=new_id("run"),
                     agent_id=agent_id,
                     conversation_id=conversation_id,
-                    status="created",
+                    status=RunStatus.CREATED.value,
                     background=background,
                     request=request,
                     request_config=request_config,
                     callback_url=callback_url,
                     created_at=utcnow(),
                 )
-                values = {c.columns[0]: getattr(run, c.key) for c in _RUN_COLUMNS}
-                await session.execute(
-                    insert(RunRow).values({k: v for k, v in values.items() if v is not None})
-                )
+                await create_run(session, {c.key: getattr(run, c.key) for c in _RUN_COLUMNS})
                 if otids:
                     keys = [{"agent_id": agent_id, "otid": o, "run_id": run.id} for o in otids]
                     await session.execute(insert(RunKeyRow), keys)
@@ -162,7 +161,7 @@ class RunService:
                         .where(ConversationRow.id == conversation_id)
                         .values(last_message_at=run.created_at)
                     )
-                await self._engine.defer_in(session, run.id, conversation_id or agent_id)
+                await self._engine.defer_in(session, run.id, thread)
                 view = run_view(run)
         except IntegrityError:
             # A concurrent request with the same otids won the race: answer with its run.
@@ -171,7 +170,7 @@ class RunService:
             if earlier is None:
                 raise
             return run_view(earlier)
-        await self._engine.enqueue(view.id, conversation_id or agent_id)
+        await self._engine.enqueue(view.id, thread)
         return view
 
     @staticmethod
@@ -213,21 +212,22 @@ class RunService:
         async with self._db.session() as session:
             await self._lock_thread(session, agent_id, conversation_id)
             run_id = new_id("run")
-            await session.execute(
-                insert(RunRow).values(
-                    id=run_id,
-                    agent_id=agent_id,
-                    conversation_id=conversation_id,
-                    status="created",
-                    background=False,
-                    request={"compaction": settings.model_dump(mode="json"), "inputs": []},
-                    request_config={"include_compaction_messages": True},
-                    created_at=utcnow(),
-                )
+            await create_run(
+                session,
+                {
+                    "id": run_id,
+                    "agent_id": agent_id,
+                    "conversation_id": conversation_id,
+                    "background": False,
+                    "request": {"compaction": settings.model_dump(mode="json"), "inputs": []},
+                    "request_config": {"include_compaction_messages": True},
+                    "created_at": utcnow(),
+                },
             )
             # The distributed engine's job commits with the run (a no-op for the embedded engine).
-            await self._engine.defer_in(session, run_id, conversation_id or agent_id)
-        await self._engine.enqueue(run_id, conversation_id or agent_id)
+            thread = Thread(agent_id, conversation_id)
+            await self._engine.defer_in(session, run_id, thread)
+        await self._engine.enqueue(run_id, thread)
         await self._engine.wait(run_id)
         async with self._db.read_session() as session:
             run = await get_run_row(session, run_id)
@@ -238,7 +238,7 @@ class RunService:
             )
             thread = await thread_state(session, agent_id, conversation_id)
             agent_summary = thread.context_summary if thread is not None else None
-        if run.status != "completed":
+        if run.status != RunStatus.COMPLETED:
             error = (run.metadata_ or {}).get("error") or run.stop_reason
             raise ServiceUnavailable(f"the compaction run {run_id} ended {run.status}: {error}")
         if summary is None:
@@ -334,7 +334,7 @@ class RunService:
                     RunRow.conversation_id == conversation_id
                     if conversation_id
                     else RunRow.conversation_id.is_(None),
-                    RunRow.status.in_(ACTIVE),
+                    RunRow.status.in_(sorted(ACTIVE)),
                 )
                 .limit(1)
             )
@@ -364,7 +364,7 @@ class RunService:
         if statuses:
             stmt = stmt.where(RunRow.status.in_(list(statuses)))
         if active:
-            stmt = stmt.where(RunRow.status.in_(ACTIVE))
+            stmt = stmt.where(RunRow.status.in_(sorted(ACTIVE)))
         if stop_reason is not None:
             stmt = stmt.where(RunRow.stop_reason == stop_reason)
         if background is not None:

@@ -11,8 +11,6 @@ The conversation routes name a thread as the Letta API does: a conversation id (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,19 +21,9 @@ from agenthost.db.rows import AgentRow, ConversationRow, RunKeyRow, RunRow
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id
 from agenthost.schemas.runs import RetrieveStreamRequest
+from agenthost.thread import Thread
 
 DEFAULT = "default"
-
-
-@dataclass(frozen=True, slots=True)
-class Thread:
-    agent_id: str
-    conversation_id: str | None  # None: the agent's default thread
-
-    @property
-    def lane(self) -> str:
-        """The key runs queue under: one run at a time per thread, in order."""
-        return self.conversation_id or self.agent_id
 
 
 async def resolve_thread(
