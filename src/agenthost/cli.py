@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 import uvicorn
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from agenthost.app import create_app
 from agenthost.container import Container
-from agenthost.db.database import Database, DatabaseLocked
+from agenthost.db.database import Database, DatabaseError, DatabaseLocked
 from agenthost.settings import Settings
 
 
@@ -131,11 +129,10 @@ async def _preflight(settings: Settings) -> str | None:
         if settings.engine == "embedded":
             await db.acquire_engine_lock(settings.data_dir)
         else:
-            async with db.read_session() as session:
-                await session.execute(text("SELECT 1"))
+            await db.ping()
     except DatabaseLocked as exc:
         return exc.message
-    except (OSError, SQLAlchemyError) as exc:
+    except (OSError, DatabaseError) as exc:
         return f"cannot open the database ({type(exc).__name__}: {exc})"
     finally:
         await db.close()

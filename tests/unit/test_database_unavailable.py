@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from agenthost.api.errors import database_unavailable
+from agenthost.db.database import database_unavailable
 
 
 def wrapped(error: Exception) -> DBAPIError:

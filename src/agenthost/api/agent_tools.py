@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query
 
 from agenthost.api.deps import ContainerDep, page_params
 from agenthost.errors import InvalidArgument
+from agenthost.pages import Page
 from agenthost.schemas.agents import AgentState
 from agenthost.schemas.tools import Tool, ToolApproval, ToolExecutionResult, ToolRun
 from agenthost.services.agents import ALL_INCLUDES
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/tools", tags=["agent-tools"])
 

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from agenthost.api.deps import ContainerDep, page_params
+from agenthost.pages import Page
 from agenthost.schemas.agents import AgentCreate, AgentInclude, AgentState, AgentUpdate
 from agenthost.schemas.common import StopReason
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 

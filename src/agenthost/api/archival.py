@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from agenthost.api.deps import ContainerDep
 from agenthost.errors import InvalidArgument
+from agenthost.pages import MAX_PAGE
 from agenthost.schemas.common import Order
 from agenthost.schemas.passages import (
     ArchivalMemorySearchResponse,
@@ -17,7 +18,6 @@ from agenthost.schemas.passages import (
     PassageSearchResult,
     TagMatchMode,
 )
-from agenthost.services.pagination import MAX_PAGE
 from agenthost.services.passages import MAX_TOP_K
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/archival-memory", tags=["archival-memory"])

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query
 
 from agenthost.api.deps import ContainerDep, page_params
 from agenthost.errors import NotFound
+from agenthost.pages import Page
 from agenthost.schemas.agents import AgentInclude, AgentState
 from agenthost.schemas.blocks import Block, BlockCreate, BlockUpdate
 from agenthost.services.blocks import BlockFilters
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
 

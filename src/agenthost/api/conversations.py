@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from agenthost.api.deps import ContainerDep, page_params
+from agenthost.pages import Page
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.conversations import (
     ArchiveStatus,
@@ -18,7 +19,6 @@ from agenthost.schemas.conversations import (
     ConversationOrderBy,
     ConversationUpdate,
 )
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 

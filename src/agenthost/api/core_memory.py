@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from agenthost.api.deps import ContainerDep, page_params
+from agenthost.pages import Page
 from agenthost.schemas.agents import AgentState
 from agenthost.schemas.blocks import Block, BlockUpdate
 from agenthost.services.agents import ALL_INCLUDES
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/core-memory/blocks", tags=["core-memory"])
 

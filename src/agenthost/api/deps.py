@@ -11,8 +11,8 @@ from pydantic import BaseModel
 
 from agenthost.container import Container
 from agenthost.errors import AgentHostError
+from agenthost.pages import MAX_PAGE, Page
 from agenthost.schemas.common import Order
-from agenthost.services.pagination import MAX_PAGE, Page
 
 
 class Unauthorized(AgentHostError):

@@ -7,9 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from agenthost.db.database import DATABASE_ERRORS, database_failure, driver_error
 from agenthost.errors import AgentHostError, TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -42,38 +41,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # The database failing under a request is the server's trouble, not the request's: a 503 that says
     # so (and when to retry) rather than a bare 500.
-    @app.exception_handler(PoolTimeout)
-    async def _pool_timeout(_request: Request, exc: PoolTimeout) -> JSONResponse:
-        log.warning("no database connection came free in time: %s", exc)
-        return _database_unavailable("the server is overloaded: no database connection came free in time")
-
-    @app.exception_handler(DBAPIError)
-    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if not database_unavailable(exc):
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        failure = database_failure(exc)
+        if failure == "busy":
+            log.warning("no database connection came free in time: %s", exc)
+            return _database_unavailable("the server is overloaded: no database connection came free in time")
+        if failure == "refused":
             # A statement the database refused: our bug, answered as one (a 500, logged with its trace).
             log.error("database error under %s %s", request.method, request.url.path, exc_info=exc)
             return JSONResponse(
                 status_code=500, content={"detail": "internal error", "code": "internal_error"}
             )
-        log.error("the database failed under a request: %s", exc.orig if exc.orig is not None else exc)
+        log.error("the database failed under a request: %s", driver_error(exc))
         return _database_unavailable("the database is unavailable")
 
-
-# SQLSTATE classes of a database that is away or out of room, not of a statement gone wrong: connection
-# exceptions (08), insufficient resources such as too many connections (53), operator intervention
-# such as a shutdown (57).
-_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-
-
-def database_unavailable(exc: DBAPIError) -> bool:
-    """Whether a database error means the database is unreachable or out of capacity."""
-    if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
-            return True
-    return False
+    for error_class in DATABASE_ERRORS:
+        app.add_exception_handler(error_class, _database_error)
 
 
 def _database_unavailable(message: str) -> JSONResponse:

@@ -12,10 +12,10 @@ from fastapi.responses import Response, StreamingResponse
 from agenthost.api.deps import ContainerDep, json_response, page_params
 from agenthost.api.sse import sse_from_events
 from agenthost.container import Container
+from agenthost.pages import Page
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
 from agenthost.schemas.runs import Run
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
 

@@ -9,9 +9,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from agenthost.api.deps import ContainerDep, json_response, page_params
 from agenthost.api.sse import sse_from_events
+from agenthost.pages import Page
 from agenthost.schemas.common import StopReason
 from agenthost.schemas.runs import RetrieveStreamRequest, Run, RunUsage, Step
-from agenthost.services.pagination import Page
 
 if TYPE_CHECKING:
     from agenthost.container import Container

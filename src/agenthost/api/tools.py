@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from agenthost.api.deps import ContainerDep, page_params
+from agenthost.pages import Page
 from agenthost.schemas.tools import Tool, ToolCreate, ToolSearch, ToolSearchResult, ToolUpdate
-from agenthost.services.pagination import Page
 
 router = APIRouter(prefix="/v1/tools", tags=["tools"])
 

@@ -1,4 +1,8 @@
-"""The async engine, the session factory, start-up migrations and the single-server lock for SQLite."""
+"""The async engine, the session factory, start-up migrations and the single-server lock for SQLite.
+
+Also what the layers above may name of SQLAlchemy without importing it (only ``db/`` does): the session
+type, and the errors a caller has a reason to catch.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
 from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -32,6 +38,16 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works: it only has to be the same for every agenthost process sharing a database.
 _PG_MIGRATION_LOCK = 0x61676E74
 _PG_ENGINE_LOCK = 0x61676E75
+
+
+# The unit of work a service holds (from ``Database.session()``) and hands to the query functions.
+Session = AsyncSession
+# Any failure of the database or of SQLAlchemy itself.
+DatabaseError = SQLAlchemyError
+# A statement refused by a constraint (unique, foreign key): a conflict with data already stored.
+ConstraintViolation = IntegrityError
+# The errors that say the database failed under a request (mapped to an answer by ``api/errors.py``).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (PoolTimeout, DBAPIError)
 
 
 class DatabaseLocked(AgentHostError):
@@ -88,6 +104,11 @@ class Database:
         """A read-only unit of work (on SQLite, on a reader connection that never waits for the writer)."""
         async with self._read_sessions() as session, session.begin():
             yield session
+
+    async def ping(self) -> None:
+        """Run a trivial query: raises ``DatabaseError`` if the database cannot be reached."""
+        async with self.read_session() as session:
+            await session.execute(text("SELECT 1"))
 
     async def acquire_engine_lock(self, data_dir: Path) -> None:
         """Refuse a second server with the embedded engine on the same database.
@@ -151,6 +172,41 @@ def _detect_disconnect(context: ExceptionContext) -> None:
     cause = context.original_exception.__cause__ or context.original_exception
     if isinstance(cause, ConnectionDoesNotExistError) or any(m in str(cause) for m in _DISCONNECT_MESSAGES):
         context.is_disconnect = True
+
+
+DatabaseFailure = Literal["busy", "unavailable", "refused"]
+
+# SQLSTATE classes of a database that is away or out of room, not of a statement gone wrong: connection
+# exceptions (08), insufficient resources such as too many connections (53), operator intervention
+# such as a shutdown (57).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def database_failure(exc: Exception) -> DatabaseFailure:
+    """What one of ``DATABASE_ERRORS`` means: no pooled connection came free in time (busy), the database
+    is unreachable or out of capacity (unavailable), or it refused a statement (refused: our bug)."""
+    if isinstance(exc, PoolTimeout):
+        return "busy"
+    if isinstance(exc, DBAPIError) and database_unavailable(exc):
+        return "unavailable"
+    return "refused"
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """Whether a database error means the database is unreachable or out of capacity."""
+    if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+            return True
+    return False
+
+
+def driver_error(exc: Exception) -> BaseException:
+    """The driver's own error under a SQLAlchemy one (what is worth logging), else ``exc`` itself."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    return orig if orig is not None else exc
 
 
 def _lock_data_dir(data_dir: Path) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from agenthost.db.rows import AgentRow, ConversationRow, MessageRow
+from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow
 
 
 def _row(conversation: bool) -> type[AgentRow] | type[ConversationRow]:
@@ -92,3 +92,23 @@ def move_context(conversation_id: str | None, expected_start: int | None) -> Upd
     if expected_start is None:
         return stmt.where(row.context_start_seq.is_(None))
     return stmt.where(row.context_start_seq == expected_start)
+
+
+async def latest_run(
+    session: AsyncSession,
+    agent_id: str,
+    conversation_id: str | None,
+    *,
+    run_id: str | None = None,
+    otid: str | None = None,
+) -> RunRow | None:
+    """The thread's latest run: the one called ``run_id``, or the one ``otid`` started, if given."""
+    lane = RunRow.conversation_id == conversation_id if conversation_id else RunRow.conversation_id.is_(None)
+    stmt = select(RunRow).where(RunRow.agent_id == agent_id, lane)
+    if run_id is not None:
+        stmt = stmt.where(RunRow.id == run_id)
+    elif otid is not None:
+        stmt = stmt.join(RunKeyRow, RunKeyRow.run_id == RunRow.id).where(
+            RunKeyRow.agent_id == agent_id, RunKeyRow.otid == otid
+        )
+    return await session.scalar(stmt.order_by(RunRow.seq.desc()).limit(1))

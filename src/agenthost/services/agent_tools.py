@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor
 from agenthost.agent.store import block_states, save_blocks
-from agenthost.db.database import Database
-from agenthost.db.rows import AgentToolRow, ToolRow
+from agenthost.db import agents as agents_db
+from agenthost.db import tools as tools_db
+from agenthost.db.database import Database, Session
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
+from agenthost.pages import Page
 from agenthost.schemas.tools import Tool, ToolExecutionResult
-from agenthost.services.agents import get_agent_row
-from agenthost.services.pagination import Page, paginate
-from agenthost.services.tools import attach_tool_rows, get_tool_row, tool_view, with_approval
+from agenthost.services.tools import attach_tools, with_approval
 
 
 class AgentToolService:
@@ -26,48 +23,40 @@ class AgentToolService:
 
     async def list_for_agent(self, agent_id: str, page: Page) -> list[Tool]:
         async with self._db.read_session() as session:
-            await get_agent_row(session, agent_id)
-            stmt = (
-                select(ToolRow)
-                .join(AgentToolRow, AgentToolRow.tool_id == ToolRow.id)
-                .where(AgentToolRow.agent_id == agent_id)
-            )
-            return [tool_view(r) for r in await paginate(session, ToolRow, stmt, page)]
+            await agents_db.require_agent(session, agent_id)
+            return await tools_db.agent_tools_page(session, agent_id, page)
 
     async def attach(self, agent_id: str, tool_id: str) -> None:
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
-            tool = await get_tool_row(session, tool_id)
-            await attach_tool_rows(session, agent, [tool])
-            agent.updated_at = utcnow()
+            agent = await agents_db.get_agent_config(session, agent_id, for_update=True)
+            tool = await tools_db.get_tool(session, tool_id)
+            rules = await attach_tools(session, agent_id, agent.tool_rules, [tool])
+            await agents_db.update_agent(session, agent_id, {"tool_rules": rules, "updated_at": utcnow()})
 
     async def detach(self, agent_id: str, tool_id: str) -> None:
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
-            tool = await get_tool_row(session, tool_id)
-            deleted = await session.execute(
-                delete(AgentToolRow).where(AgentToolRow.agent_id == agent_id, AgentToolRow.tool_id == tool_id)
-            )
-            if getattr(deleted, "rowcount", 0) == 0:
+            agent = await agents_db.get_agent_config(session, agent_id, for_update=True)
+            tool = await tools_db.get_tool(session, tool_id)
+            if not await tools_db.unlink_tool(session, agent_id, tool_id):
                 raise NotFound(f"tool '{tool.name}' is not attached to agent '{agent_id}'")
-            agent.tool_rules = with_approval(list(agent.tool_rules or []), tool.name, False)
-            agent.updated_at = utcnow()
+            rules = with_approval(agent.tool_rules, tool.name, False)
+            await agents_db.update_agent(session, agent_id, {"tool_rules": rules, "updated_at": utcnow()})
 
     async def update_approval(self, agent_id: str, tool_name: str, required: bool) -> None:
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
+            agent = await agents_db.get_agent_config(session, agent_id, for_update=True)
             await self._attached_by_name(session, agent_id, tool_name)
-            agent.tool_rules = with_approval(list(agent.tool_rules or []), tool_name, required)
-            agent.updated_at = utcnow()
+            rules = with_approval(agent.tool_rules, tool_name, required)
+            await agents_db.update_agent(session, agent_id, {"tool_rules": rules, "updated_at": utcnow()})
 
     async def run(self, agent_id: str, tool_name: str, args: dict[str, Any]) -> ToolExecutionResult:
         """Run one attached tool outside any run, with the agent's environment; memory edits are saved."""
         async with self._db.read_session() as session:
-            agent = await get_agent_row(session, agent_id)
+            agent = await agents_db.get_agent_config(session, agent_id)
             tool = await self._attached_by_name(session, agent_id, tool_name)
             blocks = await block_states(session, agent_id)
-            env = dict(agent.tool_exec_environment_variables or {})
-        context = ToolContext(agent_id=agent_id, blocks=blocks, env=env)
+        context = ToolContext(agent_id=agent_id, blocks=blocks, env=agent.env)
+        # A Tool has the attributes of the tool row that AgentTool reads.
         outcome = await self._executor.execute(AgentTool.from_row(tool), args, context)
         if any(b.changed for b in blocks):
             async with self._db.session() as session:
@@ -81,12 +70,8 @@ class AgentToolService:
         )
 
     @staticmethod
-    async def _attached_by_name(session: AsyncSession, agent_id: str, tool_name: str) -> ToolRow:
-        tool = await session.scalar(
-            select(ToolRow)
-            .join(AgentToolRow, AgentToolRow.tool_id == ToolRow.id)
-            .where(AgentToolRow.agent_id == agent_id, ToolRow.name == tool_name)
-        )
+    async def _attached_by_name(session: Session, agent_id: str, tool_name: str) -> Tool:
+        tool = await tools_db.attached_tool(session, agent_id, tool_name)
         if tool is None:
             raise NotFound(f"agent '{agent_id}' has no tool named '{tool_name}'")
         return tool

@@ -7,22 +7,17 @@ so that the database itself keeps labels unique per agent; every label change he
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, delete, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from agenthost.db.database import Database
-from agenthost.db.rows import AgentBlockRow, AgentRow, BlockRow
-from agenthost.db.types import utcnow
+from agenthost.db import agents as agents_db
+from agenthost.db import blocks as blocks_db
+from agenthost.db.database import ConstraintViolation, Database, Session
 from agenthost.errors import Conflict, InvalidArgument, NotFound
 from agenthost.ids import check_id, new_id
+from agenthost.pages import Page
 from agenthost.schemas.blocks import Block, BlockCreate, BlockUpdate
-from agenthost.services.agents import get_agent_row
-from agenthost.services.pagination import Page, paginate
-from agenthost.services.views import block_view
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,42 +48,8 @@ class BlockFilters:
             or self.identifier_keys
         )
 
-    def where(self) -> list[ColumnElement[bool]]:
-        clauses: list[ColumnElement[bool]] = []
-        if self.label is not None:
-            clauses.append(BlockRow.label == self.label)
-        for column, text in (
-            (BlockRow.label, self.label_search),
-            (BlockRow.value, self.value_search),
-            (BlockRow.description, self.description_search),
-        ):
-            if text:
-                clauses.append(func.lower(column).contains(text.lower(), autoescape=True))
-        if self.agents_count_gt is not None or self.agents_count_lt is not None or self.agents_count_eq:
-            count = (
-                select(func.count())
-                .select_from(AgentBlockRow)
-                .where(AgentBlockRow.block_id == BlockRow.id)
-                .scalar_subquery()
-            )
-            if self.agents_count_gt is not None:
-                clauses.append(count > self.agents_count_gt)
-            if self.agents_count_lt is not None:
-                clauses.append(count < self.agents_count_lt)
-            if self.agents_count_eq:
-                clauses.append(count.in_(list(self.agents_count_eq)))
-        return clauses
 
-
-async def get_block_row(session: AsyncSession, block_id: str, *, for_update: bool = False) -> BlockRow:
-    check_id(block_id, "block")
-    stmt = select(BlockRow).where(BlockRow.id == block_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = await session.scalar(stmt)
-    if row is None:
-        raise NotFound(f"block '{block_id}' not found")
-    return row
+T = TypeVar("T")
 
 
 class BlockService:
@@ -106,138 +67,87 @@ class BlockService:
                 loc=("body", "value"),
             )
         async with self._db.session() as session:
-            row = BlockRow(
-                id=new_id("block"),
-                label=body.label,
-                value=body.value,
-                limit=body.limit,
-                description=body.description,
-                read_only=body.read_only,
-                metadata_=body.metadata,
-            )
-            session.add(row)
-            await session.flush()
-            return block_view(row)
+            return await blocks_db.insert_block(session, new_id("block"), body)
 
     async def retrieve(self, block_id: str) -> Block:
         async with self._db.read_session() as session:
-            return block_view(await get_block_row(session, block_id))
+            return await blocks_db.get_block(session, block_id)
 
     async def list_blocks(self, page: Page, filters: BlockFilters) -> list[Block]:
         if filters.match_nothing():
             return []
-        stmt = select(BlockRow).where(*filters.where())
         async with self._db.read_session() as session:
-            return [block_view(b) for b in await paginate(session, BlockRow, stmt, page)]
+            return await blocks_db.list_blocks(
+                session,
+                page,
+                label=filters.label,
+                label_search=filters.label_search,
+                value_search=filters.value_search,
+                description_search=filters.description_search,
+                agents_count_gt=filters.agents_count_gt,
+                agents_count_lt=filters.agents_count_lt,
+                agents_count_eq=filters.agents_count_eq,
+            )
 
     async def update(self, block_id: str, body: BlockUpdate) -> Block:
         async with self._db.session() as session:
-            row = await get_block_row(session, block_id, for_update=True)
-            await _apply_update(session, row, body)
-            return block_view(row)
+            block = await blocks_db.get_block(session, block_id, for_update=True)
+            return await _apply_update(session, block, body)
 
     async def delete(self, block_id: str) -> None:
         """Delete a block, detaching it from every agent that has it."""
         async with self._db.session() as session:
-            row = await get_block_row(session, block_id, for_update=True)
-            await session.execute(delete(AgentBlockRow).where(AgentBlockRow.block_id == block_id))
-            await session.delete(row)
+            await blocks_db.delete_block(session, block_id)
 
     async def agent_ids(self, block_id: str, page: Page) -> list[str]:
         """One page of the ids of the agents the block is attached to (rendered by the agent service)."""
         async with self._db.read_session() as session:
-            await get_block_row(session, block_id)
-            stmt = (
-                select(AgentRow)
-                .join(AgentBlockRow, AgentBlockRow.agent_id == AgentRow.id)
-                .where(AgentBlockRow.block_id == block_id)
-            )
-            return [a.id for a in await paginate(session, AgentRow, stmt, page)]
+            await blocks_db.get_block(session, block_id)
+            return await blocks_db.block_agent_ids(session, block_id, page)
 
     # -- /v1/agents/{agent_id}/core-memory/blocks -------------------------------------------------
 
     async def list_for_agent(self, agent_id: str, page: Page) -> list[Block]:
         async with self._db.read_session() as session:
-            await get_agent_row(session, agent_id)
-            stmt = (
-                select(BlockRow)
-                .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
-                .where(AgentBlockRow.agent_id == agent_id)
-            )
-            return [block_view(b) for b in await paginate(session, BlockRow, stmt, page)]
+            await agents_db.require_agent(session, agent_id)
+            return await blocks_db.agent_blocks_page(session, agent_id, page)
 
     async def retrieve_for_agent(self, agent_id: str, label: str) -> Block:
         async with self._db.read_session() as session:
-            return block_view(await _by_label(session, agent_id, label))
+            await agents_db.require_agent(session, agent_id)
+            return await blocks_db.agent_block(session, agent_id, label)
 
     async def update_for_agent(self, agent_id: str, label: str, body: BlockUpdate) -> Block:
         async with self._db.session() as session:
-            row = await _by_label(session, agent_id, label, for_update=True)
-            await _apply_update(session, row, body)
-            return block_view(row)
+            await agents_db.require_agent(session, agent_id)
+            block = await blocks_db.agent_block(session, agent_id, label, for_update=True)
+            return await _apply_update(session, block, body)
 
     async def attach(self, agent_id: str, block_id: str) -> None:
         """Attach a block to an agent (after its other blocks); 409 if the agent has one with its label."""
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
+            await agents_db.require_agent(session, agent_id, for_update=True)
             # Locked so that a concurrent relabel cannot leave this link with the old label.
-            block = await get_block_row(session, block_id, for_update=True)
-            clash = await session.scalar(
-                select(AgentBlockRow.block_id).where(
-                    AgentBlockRow.agent_id == agent_id, AgentBlockRow.label == block.label
-                )
-            )
+            block = await blocks_db.get_block(session, block_id, for_update=True)
+            clash = await blocks_db.label_holder(session, agent_id, block.label)
+            taken = f"agent '{agent_id}' already has a block labelled '{block.label}'"
             if clash is not None:
-                same = " (this block)" if clash == block_id else f" ('{clash}')"
-                raise Conflict(f"agent '{agent_id}' already has a block labelled '{block.label}'{same}")
-            last = await session.scalar(
-                select(func.max(AgentBlockRow.position)).where(AgentBlockRow.agent_id == agent_id)
-            )
-            session.add(
-                AgentBlockRow(
-                    agent_id=agent_id,
-                    block_id=block_id,
-                    label=block.label,
-                    position=0 if last is None else last + 1,
-                )
-            )
-            agent.updated_at = utcnow()
-            await _flush_labels(session, f"agent '{agent_id}' already has a block labelled '{block.label}'")
+                raise Conflict(taken + (" (this block)" if clash == block_id else f" ('{clash}')"))
+            await agents_db.touch_agent(session, agent_id)
+            await _unique_labels(blocks_db.link_block(session, agent_id, block_id, block.label), taken)
 
     async def detach(self, agent_id: str, block_id: str) -> None:
         """Detach a block from an agent; the block itself stays (it may be shared or reattached)."""
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
+            await agents_db.require_agent(session, agent_id, for_update=True)
             check_id(block_id, "block")
-            deleted = await session.execute(
-                delete(AgentBlockRow).where(
-                    AgentBlockRow.agent_id == agent_id, AgentBlockRow.block_id == block_id
-                )
-            )
-            if getattr(deleted, "rowcount", 0) == 0:
-                await get_block_row(session, block_id)  # 404 naming the block when it does not exist
+            if not await blocks_db.unlink_block(session, agent_id, block_id):
+                await blocks_db.get_block(session, block_id)  # 404 naming the block when it does not exist
                 raise NotFound(f"block '{block_id}' is not attached to agent '{agent_id}'")
-            agent.updated_at = utcnow()
+            await agents_db.touch_agent(session, agent_id)
 
 
-async def _by_label(
-    session: AsyncSession, agent_id: str, label: str, *, for_update: bool = False
-) -> BlockRow:
-    await get_agent_row(session, agent_id)
-    stmt = (
-        select(BlockRow)
-        .join(AgentBlockRow, AgentBlockRow.block_id == BlockRow.id)
-        .where(AgentBlockRow.agent_id == agent_id, AgentBlockRow.label == label)
-    )
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = await session.scalar(stmt)
-    if row is None:
-        raise NotFound(f"agent '{agent_id}' has no block labelled '{label}'")
-    return row
-
-
-async def _apply_update(session: AsyncSession, block: BlockRow, body: BlockUpdate) -> None:
+async def _apply_update(session: Session, block: Block, body: BlockUpdate) -> Block:
     """The update rules, wherever the block was addressed from: limit enforced, labels unique per agent."""
     fields = body.model_dump(exclude_unset=True)
     _refuse_tags(fields.get("tags"))
@@ -252,36 +162,32 @@ async def _apply_update(session: AsyncSession, block: BlockRow, body: BlockUpdat
             f"block '{block.label}' value has {len(new_value)} characters, over its limit of {new_limit}",
             loc=("body", "value" if "value" in fields else "limit"),
         )
+    changes: dict[str, Any] = {"value": new_value, "limit": new_limit}
     new_label = fields.get("label")
     if new_label is not None and new_label != block.label:
-        links = (await session.scalars(select(AgentBlockRow).where(AgentBlockRow.block_id == block.id))).all()
-        for link in links:
-            clash = await session.scalar(
-                select(AgentBlockRow.block_id).where(
-                    AgentBlockRow.agent_id == link.agent_id, AgentBlockRow.label == new_label
-                )
-            )
-            if clash is not None:
-                raise Conflict(f"agent '{link.agent_id}' already has a block labelled '{new_label}'")
-            link.label = new_label
-        block.label = new_label
-    block.value = new_value
-    block.limit = new_limit
+        for agent_id in await blocks_db.block_agents(session, block.id):
+            if await blocks_db.label_holder(session, agent_id, new_label) is not None:
+                raise Conflict(f"agent '{agent_id}' already has a block labelled '{new_label}'")
+        changes["label"] = new_label
     if "description" in fields:
-        block.description = fields["description"]
+        changes["description"] = fields["description"]
     if fields.get("read_only") is not None:
-        block.read_only = fields["read_only"]
+        changes["read_only"] = fields["read_only"]
     if "metadata" in fields:
-        block.metadata_ = fields["metadata"]
-    await _flush_labels(session, f"an agent of this block already has a block labelled '{block.label}'")
+        changes["metadata"] = fields["metadata"]
+    label = changes.get("label", block.label)
+    return await _unique_labels(
+        blocks_db.update_block(session, block.id, changes),
+        f"an agent of this block already has a block labelled '{label}'",
+    )
 
 
-async def _flush_labels(session: AsyncSession, clash: str) -> None:
+async def _unique_labels(saving: Awaitable[T], clash: str) -> T:
     # The checks before read committed state; a concurrent attach or relabel of another block can still
     # take the label first, and then the database's unique (agent_id, label) says so here.
     try:
-        await session.flush()
-    except IntegrityError as exc:
+        return await saving
+    except ConstraintViolation as exc:
         raise Conflict(clash) from exc
 
 

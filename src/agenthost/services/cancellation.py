@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.messages import new_message, tool_return_body
+from agenthost.db.agents import get_agent_row
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunRow
 from agenthost.db.run_lifecycle import Cancelled, cancel_runs
@@ -22,7 +23,6 @@ from agenthost.engine.base import RunEngine
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.runs.lifecycle import ACTIVE
-from agenthost.services.agents import get_agent_row
 from agenthost.services.callbacks import CallbackDispatcher
 from agenthost.services.runs import get_run_row
 

@@ -12,13 +12,9 @@ import base64
 import binascii
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from agenthost.db.rows import FileRow
-from agenthost.db.types import utcnow
+from agenthost.db import files as files_db
+from agenthost.db.database import Session
 from agenthost.errors import InvalidArgument
-from agenthost.ids import new_id
 from agenthost.schemas.content import IMAGE_MEDIA_TYPES
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -32,7 +28,7 @@ _MAGIC = {
 }
 
 
-async def store_images(session: AsyncSession, agent_id: str, inputs: list[dict[str, Any]]) -> None:
+async def store_images(session: Session, agent_id: str, inputs: list[dict[str, Any]]) -> None:
     """Replace inline image data in ``inputs`` (dumped input messages) by stored file references."""
     for i, message in enumerate(inputs):
         content = message.get("content")
@@ -46,15 +42,13 @@ async def store_images(session: AsyncSession, agent_id: str, inputs: list[dict[s
 
 
 async def _stored_source(
-    session: AsyncSession, agent_id: str, source: dict[str, Any], loc: tuple[str | int, ...]
+    session: Session, agent_id: str, source: dict[str, Any], loc: tuple[str | int, ...]
 ) -> dict[str, Any]:
     kind = source.get("type")
     if kind == "url" and not str(source.get("url", "")).startswith("data:"):
         return source
     if kind == "letta" and not source.get("data"):
-        found = await session.scalar(
-            select(FileRow.media_type).where(FileRow.id == source["file_id"], FileRow.agent_id == agent_id)
-        )
+        found = await files_db.file_media_type(session, source["file_id"], agent_id)
         if found is None:
             raise InvalidArgument(f"image file '{source['file_id']}' is not stored for this agent", loc=loc)
         return {
@@ -68,17 +62,7 @@ async def _stored_source(
     else:
         media_type, data = str(source.get("media_type") or ""), _decode(str(source.get("data", "")), loc)
     _check(media_type, data, loc)
-    file_id = new_id("file")
-    await session.execute(
-        insert(FileRow).values(
-            id=file_id,
-            agent_id=agent_id,
-            media_type=media_type,
-            size=len(data),
-            data=data,
-            created_at=utcnow(),
-        )
-    )
+    file_id = await files_db.insert_file(session, agent_id, media_type, data)
     return {"type": "letta", "file_id": file_id, "media_type": media_type, "detail": source.get("detail")}
 
 

@@ -5,30 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
-
+from agenthost.db import agents as agents_db
+from agenthost.db import messages as messages_db
 from agenthost.db.database import Database
-from agenthost.db.rows import MessageRow
-from agenthost.services.agents import get_agent_row
-from agenthost.services.pagination import Page, paginate
-from agenthost.services.views import message_views
-
-
-def filter_history(
-    stmt: Select[Any],
-    *,
-    include_types: Sequence[str] | None,
-    include_err: bool | None,
-    use_assistant_message: bool = True,
-) -> Select[Any]:
-    """Narrow a history query to some message types and, with ``include_err=False``, to no errors."""
-    if include_types is not None:
-        # Coarse filter in SQL; a send_message call may still turn into an assistant_message in the views.
-        kinds = set(include_types) | ({"tool_call_message"} if use_assistant_message else set())
-        stmt = stmt.where(MessageRow.message_type.in_(sorted(kinds)))
-    if include_err is False:
-        stmt = stmt.where(MessageRow.is_err.is_(False))
-    return stmt
+from agenthost.pages import Page
+from agenthost.services.views import message_view, shape_views
 
 
 class MessageService:
@@ -46,17 +27,19 @@ class MessageService:
         assistant_tool_name: str = "send_message",
         assistant_tool_kwarg: str = "message",
     ) -> list[dict[str, Any]]:
-        stmt = filter_history(
-            select(MessageRow).where(MessageRow.agent_id == agent_id),
-            include_types=include_types,
-            include_err=include_err,
-            use_assistant_message=use_assistant_message,
-        )
         async with self._db.read_session() as session:
-            await get_agent_row(session, agent_id)
-            rows = await paginate(session, MessageRow, stmt, page)
-        return message_views(
-            rows,
+            await agents_db.require_agent(session, agent_id)
+            items = await messages_db.agent_history(
+                session,
+                agent_id,
+                page,
+                view=message_view,
+                include_types=include_types,
+                include_err=include_err,
+                use_assistant_message=use_assistant_message,
+            )
+        return shape_views(
+            items,
             include_types=include_types,
             use_assistant_message=use_assistant_message,
             assistant_tool_name=assistant_tool_name,

@@ -12,19 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agenthost.db import agents as agents_db
 from agenthost.db.database import Database
 from agenthost.db.vectors import NewPassage, PassageStore, SearchFilter, StoredPassage, TagMatchMode
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id
 from agenthost.memory.embeddings import Embedder, Embedders
+from agenthost.pages import MAX_PAGE
 from agenthost.schemas.passages import (
     ArchivalMemorySearchResponse,
     ArchivalMemorySearchResult,
     EmbeddingConfig,
     Passage,
 )
-from agenthost.services.agents import get_agent_row
-from agenthost.services.pagination import MAX_PAGE
 from agenthost.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class PassageService:
             created_at=_utc(created_at),
         )
         async with self._db.session() as session:
-            await get_agent_row(session, agent_id)  # deleted while we were embedding: 404
+            await agents_db.require_agent(session, agent_id)  # deleted while we were embedding: 404
             [stored] = await self.store.insert(session, [new])
         return self._view(stored)
 
@@ -124,7 +124,7 @@ class PassageService:
                 f"limit must be between 1 and {MAX_PAGE}, got {limit}", loc=("query", "limit")
             )
         async with self._db.read_session() as session:
-            await get_agent_row(session, agent_id)
+            await agents_db.require_agent(session, agent_id)
             page = await self.store.list_for_agent(
                 session, agent_id, after=after, before=before, limit=limit, ascending=ascending, search=search
             )
@@ -133,7 +133,7 @@ class PassageService:
     async def delete(self, agent_id: str, passage_id: str) -> None:
         check_id(passage_id, "passage", ("path", "memory_id"))
         async with self._db.session() as session:
-            await get_agent_row(session, agent_id)
+            await agents_db.require_agent(session, agent_id)
             if not await self.store.delete(session, agent_id, passage_id):
                 raise NotFound(f"agent '{agent_id}' has no passage '{passage_id}'")
 
@@ -174,8 +174,8 @@ class PassageService:
 
     async def _agent_embedder(self, agent_id: str) -> tuple[Embedder, ZoneInfo]:
         async with self._db.read_session() as session:
-            row = await get_agent_row(session, agent_id)
-            handle, timezone = row.embedding or self._embedders.default_handle, row.timezone
+            agent = await agents_db.get_agent_config(session, agent_id)
+            handle, timezone = agent.embedding or self._embedders.default_handle, agent.timezone
         return self._embedders.resolve(handle), _zone(timezone)
 
     def _view(self, p: StoredPassage) -> Passage:

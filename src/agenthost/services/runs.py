@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.agent.messages import input_rows
 from agenthost.db.database import Database
+from agenthost.db.pagination import paginate
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow, StepRow
 from agenthost.db.run_lifecycle import create_run
 from agenthost.db.threads import thread_state
@@ -27,12 +28,12 @@ from agenthost.errors import (
 )
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
+from agenthost.pages import Page
 from agenthost.runs.lifecycle import ACTIVE, RunStatus
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.images import store_images
-from agenthost.services.pagination import Page, paginate
 from agenthost.services.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views, run_view, step_view
 from agenthost.settings import Settings

@@ -11,23 +11,28 @@ The conversation routes name a thread as the Letta API does: a conversation id (
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import TYPE_CHECKING
 
 from agenthost.agent.prompt import compile_system
 from agenthost.agent.store import block_states
-from agenthost.db.database import Database
-from agenthost.db.rows import AgentRow, ConversationRow, RunKeyRow, RunRow
+from agenthost.db import agents as agents_db
+from agenthost.db import conversations as conversations_db
+from agenthost.db import threads as threads_db
+from agenthost.db.database import Database, Session
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id
 from agenthost.schemas.runs import RetrieveStreamRequest
 from agenthost.thread import Thread
 
+if TYPE_CHECKING:
+    # What RunStreams.follow (services/streams.py) takes, until it takes a run's id or wire view.
+    from agenthost.db.rows import RunRow
+
 DEFAULT = "default"
 
 
 async def resolve_thread(
-    session: AsyncSession, conversation_id: str, agent_id: str | None = None, *, for_update: bool = False
+    session: Session, conversation_id: str, agent_id: str | None = None, *, for_update: bool = False
 ) -> Thread:
     """The thread ``conversation_id`` names (404 if it does not exist, 422 if it cannot be an id)."""
     if conversation_id == DEFAULT or conversation_id.startswith("agent-"):
@@ -38,17 +43,11 @@ async def resolve_thread(
                 loc=("query", "agent_id"),
             )
         check_id(target, "agent", ("query", "agent_id") if conversation_id == DEFAULT else None)
-        stmt = select(AgentRow.id).where(AgentRow.id == target)
-        if for_update:
-            stmt = stmt.with_for_update()
-        if await session.scalar(stmt) is None:
+        if not await agents_db.agent_exists(session, target, for_update=for_update):
             raise NotFound(f"agent '{target}' not found")
         return Thread(target, None)
     check_id(conversation_id, "conv", ("path", "conversation_id"))
-    stmt2 = select(ConversationRow.agent_id).where(ConversationRow.id == conversation_id)
-    if for_update:
-        stmt2 = stmt2.with_for_update()
-    owner = await session.scalar(stmt2)
+    owner = await conversations_db.conversation_owner(session, conversation_id, for_update=for_update)
     if owner is None:
         raise NotFound(f"conversation '{conversation_id}' not found")
     if agent_id is not None and agent_id != owner:
@@ -71,20 +70,15 @@ class ThreadService:
         or the thread's latest run."""
         async with self._db.read_session() as session:
             thread = await resolve_thread(session, conversation_id, body.agent_id)
-            lane = (
-                RunRow.conversation_id == thread.conversation_id
-                if thread.conversation_id
-                else RunRow.conversation_id.is_(None)
-            )
-            stmt = select(RunRow).where(RunRow.agent_id == thread.agent_id, lane)
             if body.run_id is not None:
                 check_id(body.run_id, "run", ("body", "run_id"))
-                stmt = stmt.where(RunRow.id == body.run_id)
-            elif body.otid is not None:
-                stmt = stmt.join(RunKeyRow, RunKeyRow.run_id == RunRow.id).where(
-                    RunKeyRow.agent_id == thread.agent_id, RunKeyRow.otid == body.otid
-                )
-            run = await session.scalar(stmt.order_by(RunRow.seq.desc()).limit(1))
+            run = await threads_db.latest_run(
+                session,
+                thread.agent_id,
+                thread.conversation_id,
+                run_id=body.run_id,
+                otid=None if body.run_id is not None else body.otid,
+            )
         if run is None:
             what = (
                 f"run '{body.run_id}'"
@@ -99,6 +93,6 @@ class ThreadService:
     async def system_prompt(self, thread: Thread) -> str:
         """The system prompt the thread's next LLM call gets (blocks as they are now)."""
         async with self._db.read_session() as session:
-            system = await session.scalar(select(AgentRow.system).where(AgentRow.id == thread.agent_id))
+            system = await agents_db.agent_system(session, thread.agent_id)
             blocks = await block_states(session, thread.agent_id)
         return compile_system(system or "", blocks)

@@ -1,4 +1,4 @@
-"""Row → wire conversions shared by several services (messages, runs, steps, blocks)."""
+"""Row → wire conversions shared by several services (messages, runs, steps)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,11 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agenthost.db.rows import BlockRow, MessageRow, RunRow, StepRow
-from agenthost.schemas.blocks import Block
+from agenthost.db.rows import MessageRow, RunRow, StepRow
 from agenthost.schemas.runs import RequestConfig, Run, Step
 
 # The client's own input: part of a run's messages, not of what the agent answered (streams, logs).
 INPUT_TYPES = ("user_message", "system_message")
-
-
-def block_view(row: BlockRow) -> Block:
-    return Block(
-        id=row.id,
-        label=row.label,
-        value=row.value,
-        limit=row.limit,
-        description=row.description,
-        read_only=row.read_only,
-        metadata=row.metadata_,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def run_view(row: RunRow) -> Run:

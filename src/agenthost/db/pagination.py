@@ -6,32 +6,13 @@ and still returns the page in the requested order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthost.errors import InvalidArgument, NotFound
-
-T = TypeVar("T")
-
-MAX_PAGE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    before: str | None = None
-    after: str | None = None
-    limit: int | None = 50
-    order: Literal["asc", "desc"] = "desc"
-
-    def checked_limit(self) -> int:
-        if self.limit is None:
-            return MAX_PAGE
-        if self.limit < 1 or self.limit > MAX_PAGE:
-            raise InvalidArgument(f"limit must be between 1 and {MAX_PAGE}, got {self.limit}")
-        return self.limit
+from agenthost.errors import NotFound
+from agenthost.pages import Page
 
 
 async def paginate(session: AsyncSession, row_cls: Any, stmt: Select[Any], page: Page) -> list[Any]:
