@@ -8,7 +8,7 @@ from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from agenthost.schemas.common import MessageType, StopReason, WireModel
 from agenthost.schemas.content import ContentPart
-from agenthost.schemas.letta_messages import Approval, ToolReturn
+from agenthost.schemas.letta_messages import Approval, LettaMessage, ToolReturn
 
 
 class MessageCreate(WireModel):
@@ -161,7 +161,7 @@ class UsageOut(BaseModel):
 
 
 class LettaResponse(BaseModel):
-    messages: list[dict[str, Any]]
+    messages: list[LettaMessage]
     stop_reason: StopReasonOut
     usage: UsageOut
     # With return_logprobs: the last LLM call's logprobs (OpenAI's shape).

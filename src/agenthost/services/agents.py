@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,9 +24,10 @@ from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
 from agenthost.schemas.agents import AgentCreate, AgentState, AgentUpdate, EnvVar, LlmConfig, Memory
+from agenthost.schemas.letta_messages import ApprovalRequestMessage
 from agenthost.services.pagination import Page, paginate
 from agenthost.services.tools import attach_tool_rows, tool_view
-from agenthost.services.views import block_view, message_view
+from agenthost.services.views import block_view, pending_approval_view
 from agenthost.settings import Settings
 from agenthost.tools.rules import validate_tool_rules
 
@@ -276,10 +277,10 @@ class AgentService:
                     )
                 ).all()
             ]
-        pending: dict[str, Any] | None = None
+        pending: ApprovalRequestMessage | None = None
         if row.pending_approval_id is not None and "agent.pending_approval" in include:
             msg = await session.scalar(select(MessageRow).where(MessageRow.id == row.pending_approval_id))
-            pending = message_view(msg) if msg is not None else None
+            pending = pending_approval_view(msg) if msg is not None else None
         provider, _, model = row.model.partition("/")
         env = None
         if "agent.secrets" in include:

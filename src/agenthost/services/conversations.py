@@ -25,6 +25,7 @@ from agenthost.schemas.conversations import (
     ConversationOrderBy,
     ConversationUpdate,
 )
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.services.agents import get_agent_row
 from agenthost.services.messages import filter_history
 from agenthost.services.pagination import Page, paginate, paginate_by
@@ -208,7 +209,7 @@ class ConversationService:
         agent_id: str | None = None,
         include_types: Sequence[str] | None = None,
         include_err: bool | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[LettaMessage]:
         """The thread's whole history (in and out of its context window)."""
         async with self._db.read_session() as session:
             thread = await resolve_thread(session, conversation_id, agent_id)
@@ -255,6 +256,7 @@ def _copy(row: MessageRow, conversation_id: str) -> MessageRow:
         body=dict(row.body),
         is_err=row.is_err,
         created_at=row.created_at,
+        client_tool_names=row.client_tool_names,
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import Select, select
 
 from agenthost.db.database import Database
 from agenthost.db.rows import MessageRow
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.services.agents import get_agent_row
 from agenthost.services.pagination import Page, paginate
 from agenthost.services.views import message_views
@@ -45,7 +46,7 @@ class MessageService:
         use_assistant_message: bool = True,
         assistant_tool_name: str = "send_message",
         assistant_tool_kwarg: str = "message",
-    ) -> list[dict[str, Any]]:
+    ) -> list[LettaMessage]:
         stmt = filter_history(
             select(MessageRow).where(MessageRow.agent_id == agent_id),
             include_types=include_types,

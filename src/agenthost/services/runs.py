@@ -27,6 +27,7 @@ from agenthost.errors import (
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.images import store_images
@@ -374,7 +375,7 @@ class RunService:
         async with self._db.read_session() as session:
             return [run_view(r) for r in await paginate(session, RunRow, stmt, page)]
 
-    async def messages(self, run_id: str, page: Page) -> list[dict[str, Any]]:
+    async def messages(self, run_id: str, page: Page) -> list[LettaMessage]:
         async with self._db.read_session() as session:
             run = await get_run_row(session, run_id)
             rows = await paginate(

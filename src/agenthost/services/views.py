@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from agenthost.db.rows import BlockRow, MessageRow, RunRow, StepRow
 from agenthost.schemas.blocks import Block
+from agenthost.schemas.letta_messages import (
+    LETTA_MESSAGE,
+    ApprovalRequestMessage,
+    AssistantMessage,
+    LettaMessage,
+    ToolCallMessage,
+)
 from agenthost.schemas.runs import RequestConfig, Run, Step
 
 # The client's own input: part of a run's messages, not of what the agent answered (streams, logs).
@@ -80,7 +86,7 @@ def message_views(
     use_assistant_message: bool = True,
     assistant_tool_name: str = "send_message",
     assistant_tool_kwarg: str = "message",
-) -> list[dict[str, Any]]:
+) -> list[LettaMessage]:
     """Letta messages as the SDK parses them, filtered by ``include_return_message_types``.
 
     A call of the legacy ``send_message`` tool is shown as the ``assistant_message`` it stands for
@@ -97,36 +103,47 @@ def message_views(
 
 
 def shape_views(
-    items: Iterable[dict[str, Any]],
+    items: Iterable[LettaMessage],
     *,
     include_types: Sequence[str] | None = None,
     exclude_types: Sequence[str] = (),
     use_assistant_message: bool = True,
     assistant_tool_name: str = "send_message",
     assistant_tool_kwarg: str = "message",
-) -> list[dict[str, Any]]:
+) -> list[LettaMessage]:
     """``message_views`` for messages already in their wire shape (a run's logged events)."""
     allowed = set(include_types) if include_types is not None else None
-    out: list[dict[str, Any]] = []
+    out: list[LettaMessage] = []
     for item in items:
-        if use_assistant_message and item["message_type"] == "tool_call_message":
-            call = item.get("tool_call") or {}
-            if call.get("name") == assistant_tool_name:
-                item = _as_assistant(item, call, assistant_tool_kwarg)
-        if allowed is not None and item["message_type"] not in allowed:
+        if (
+            use_assistant_message
+            and isinstance(item, ToolCallMessage)
+            and item.tool_call.name == assistant_tool_name
+        ):
+            item = _as_assistant(item, assistant_tool_kwarg)
+        if allowed is not None and item.message_type not in allowed:
             continue
-        if item["message_type"] in exclude_types:
+        if item.message_type in exclude_types:
             continue
         out.append(item)
     return out
 
 
-def message_view(row: MessageRow) -> dict[str, Any]:
+def message_view(row: MessageRow) -> LettaMessage:
+    """The message a row stores, read with the model of its type."""
+    return LETTA_MESSAGE.validate_python(_fields(row))
+
+
+def pending_approval_view(row: MessageRow) -> ApprovalRequestMessage:
+    """The agent's pending approval request (``AgentState.pending_approval``)."""
+    return ApprovalRequestMessage.model_validate(_fields(row))
+
+
+def _fields(row: MessageRow) -> dict[str, object]:
     return {
-        # Keys starting with "_" are our own bookkeeping, not part of the wire shape.
-        **{k: v for k, v in row.body.items() if not k.startswith("_")},
+        **row.body,
         "id": row.id,
-        "date": row.created_at.isoformat(),
+        "date": row.created_at,
         "message_type": row.message_type,
         "otid": row.otid,
         "run_id": row.run_id,
@@ -136,12 +153,20 @@ def message_view(row: MessageRow) -> dict[str, Any]:
     }
 
 
-def _as_assistant(item: dict[str, Any], call: dict[str, Any], kwarg: str) -> dict[str, Any]:
+def _as_assistant(item: ToolCallMessage, kwarg: str) -> LettaMessage:
     try:
-        args = json.loads(call.get("arguments") or "{}")
+        args = json.loads(item.tool_call.arguments or "{}")
     except json.JSONDecodeError:
         return item
     if not isinstance(args, dict) or kwarg not in args:
         return item
-    keep = ("id", "date", "otid", "run_id", "step_id", "is_err", "seq_id")
-    return {**{k: item[k] for k in keep}, "message_type": "assistant_message", "content": str(args[kwarg])}
+    return AssistantMessage(
+        id=item.id,
+        date=item.date,
+        otid=item.otid,
+        run_id=item.run_id,
+        step_id=item.step_id,
+        is_err=item.is_err,
+        seq_id=item.seq_id,
+        content=str(args[kwarg]),
+    )
