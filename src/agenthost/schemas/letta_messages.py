@@ -220,46 +220,68 @@ class LettaMessageBase(BaseModel):
 
 
 class UserMessage(UserMessageBody, LettaMessageBase):
+    """A message the client sent as the user."""
+
     message_type: Literal["user_message"] = "user_message"
 
 
 class SystemMessage(SystemMessageBody, LettaMessageBase):
+    """A system message the client sent."""
+
     message_type: Literal["system_message"] = "system_message"
 
 
 class AssistantMessage(AssistantMessageBody, LettaMessageBase):
+    """The agent's text answer (or a call of the legacy send_message tool, shown as one)."""
+
     message_type: Literal["assistant_message"] = "assistant_message"
 
 
 class ReasoningMessage(ReasoningMessageBody, LettaMessageBase):
+    """The model's reasoning, as it reasoned."""
+
     message_type: Literal["reasoning_message"] = "reasoning_message"
 
 
 class HiddenReasoningMessage(HiddenReasoningMessageBody, LettaMessageBase):
+    """Reasoning the provider redacted: kept (opaque) for the model's next turn."""
+
     message_type: Literal["hidden_reasoning_message"] = "hidden_reasoning_message"
 
 
 class ToolCallMessage(ToolCallMessageBody, LettaMessageBase):
+    """The tool calls of an LLM response that run on the server."""
+
     message_type: Literal["tool_call_message"] = "tool_call_message"
 
 
 class ToolReturnMessage(ToolReturnMessageBody, LettaMessageBase):
+    """A tool's result (``name`` is the tool's)."""
+
     message_type: Literal["tool_return_message"] = "tool_return_message"
 
 
 class ApprovalRequestMessage(ApprovalRequestMessageBody, LettaMessageBase):
+    """Tool calls held for the client: client-side tools, or tools that need approval."""
+
     message_type: Literal["approval_request_message"] = "approval_request_message"
 
 
 class ApprovalResponseMessage(ApprovalResponseMessageBody, LettaMessageBase):
+    """The client's answer to an approval request."""
+
     message_type: Literal["approval_response_message"] = "approval_response_message"
 
 
 class SummaryMessage(SummaryMessageBody, LettaMessageBase):
+    """The summary a compaction wrote of the messages it moved out of the context."""
+
     message_type: Literal["summary_message"] = "summary_message"
 
 
 class EventMessage(EventMessageBody, LettaMessageBase):
+    """A compaction, as an event (not part of the context)."""
+
     message_type: Literal["event_message"] = "event_message"
 
 
@@ -278,22 +300,6 @@ LettaMessage = Annotated[
     Field(discriminator="message_type"),
 ]
 
-MESSAGE_CLASSES: dict[str, type[LettaMessageBase]] = {
-    cls.kind: cls
-    for cls in (
-        SystemMessage,
-        UserMessage,
-        ReasoningMessage,
-        HiddenReasoningMessage,
-        ToolCallMessage,
-        ToolReturnMessage,
-        AssistantMessage,
-        ApprovalRequestMessage,
-        ApprovalResponseMessage,
-        SummaryMessage,
-        EventMessage,
-    )
-}
 BODY_CLASSES: dict[str, type[MessageBody]] = {
     cls.kind: cls
     for cls in (
