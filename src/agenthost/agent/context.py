@@ -164,7 +164,9 @@ def image_file_ids(rows: Iterable[Any]) -> set[str]:
     """The stored image files the user messages among ``rows`` show."""
     ids: set[str] = set()
     for row in rows:
-        if row.message_type != "user_message":
+        # Only a user message with parts can show an image: the others are not read with the model,
+        # since this runs over the whole history in every run's start transaction.
+        if row.message_type != "user_message" or not isinstance(row.body.get("content"), list):
             continue
         content = UserMessageBody.model_validate(row.body).content
         for part in () if isinstance(content, str) else content:
