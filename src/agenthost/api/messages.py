@@ -57,14 +57,15 @@ async def list_messages(
     return messages_response(messages)
 
 
-@router.post("", response_model=None)
-async def create_message(
-    agent_id: str, body: MessageCreateSync, container: ContainerDep
-) -> LettaResponse | StreamingResponse:
-    """The synchronous route: a durable run like any other, answered when it ends."""
+@router.post("", response_model=LettaResponse)
+async def create_message(agent_id: str, body: MessageCreateSync, container: ContainerDep) -> Response:
+    """The synchronous route: a durable run like any other, answered when it ends (or, with
+    ``streaming``, streamed)."""
     if body.streaming:
         return await stream_new_run(agent_id, body, container)
-    return await container.runs.create_and_wait(agent_id, body, conversation_id=body.conversation_id)
+    return json_response(
+        await container.runs.create_and_wait(agent_id, body, conversation_id=body.conversation_id)
+    )
 
 
 @router.post("/stream", response_model=None)
