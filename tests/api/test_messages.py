@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from typing import Any, get_args
 
+import httpx
 from letta_client import Letta
 from letta_client.types.agents import AssistantMessage, ToolCallMessage, UserMessage
 from letta_client.types.agents import ToolCall as SdkToolCall
 from letta_client.types.agents.letta_streaming_response import LettaStopReason, LettaUsageStatistics
 from tests.fakes.fake_llm import Delay, FakeLLM, Text, ToolCall
 from tests.support import TOOL_STEP_THEN_ANSWER, ThreadServer, async_wait_for_run, wait_for_run
+
+from agenthost.schemas.common import MessageType
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image bytes").decode()
 
@@ -227,3 +230,24 @@ async def test_back_to_back_runs_complete_in_order_with_shared_history(
     ]
     history = (await client.agents.messages.list(agent.id, order="asc")).items
     assert [m.run_id for m in history] == [first.id, first.id, second.id, second.id]
+
+
+def test_openapi_documents_the_message_union(server: ThreadServer) -> None:
+    doc = httpx.get(f"{server.base_url}/openapi.json").json()
+    routes = (
+        "/v1/agents/{agent_id}/messages",
+        "/v1/runs/{run_id}/messages",
+        "/v1/conversations/{conversation_id}/messages",
+    )
+    for path in routes:
+        schema = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["type"] == "array", path
+        items = schema["items"]
+        mapping = items["discriminator"]["mapping"]
+        assert items["discriminator"]["propertyName"] == "message_type"
+        assert set(mapping) == set(get_args(MessageType)), path
+        assert {v["$ref"] for v in items["oneOf"]} == set(mapping.values())
+    components = doc["components"]["schemas"]
+    assert components["ToolReturnMessage"]["properties"]["message_type"]["const"] == "tool_return_message"
+    assert set(components["ToolCallMessage"]["required"]) == {"id", "date", "tool_call"}
+    assert "client_tool_names" not in components["ApprovalRequestMessage"]["properties"]

@@ -8,17 +8,31 @@ import pytest
 
 from agenthost.agent.messages import input_rows, new_message
 from agenthost.db.rows import MessageRow, RunRow
+from agenthost.schemas.letta_messages import (
+    ApprovalRequestMessage,
+    ApprovalRequestMessageBody,
+    AssistantMessage,
+    ToolCall,
+    ToolCallMessageBody,
+)
 from agenthost.services.views import message_views
 
 CALLS = [
-    {"name": "get_weather", "arguments": "{}", "tool_call_id": "c1"},
-    {"name": "get_time", "arguments": "{}", "tool_call_id": "c2"},
+    ToolCall(name="get_weather", arguments="{}", tool_call_id="c1"),
+    ToolCall(name="get_time", arguments="{}", tool_call_id="c2"),
 ]
+CLIENT_TOOLS = ["get_weather", "get_time"]
 
 
-def _pending() -> MessageRow:
-    body = {"tool_call": CALLS[0], "tool_calls": CALLS, "_client_tool_names": ["get_weather", "get_time"]}
-    return new_message("run-a", "agent-x", "approval_request_message", body, step_id="s1")
+def _pending(legacy: bool = False) -> MessageRow:
+    if legacy:
+        # As versions before the client_tool_names column stored it: the names inside the body.
+        row = new_message("run-a", "agent-x", ApprovalRequestMessageBody.of(CALLS), step_id="s1")
+        row.body = {**row.body, "_client_tool_names": CLIENT_TOOLS}
+        return row
+    return new_message(
+        "run-a", "agent-x", ApprovalRequestMessageBody.of(CALLS), step_id="s1", client_tool_names=CLIENT_TOOLS
+    )
 
 
 def _run() -> RunRow:
@@ -43,6 +57,13 @@ def test_tool_returns_answer_every_pending_call() -> None:
     assert approved == []
 
 
+def test_the_request_keeps_its_client_tools_out_of_its_body() -> None:
+    pending = _pending()
+    assert pending.client_tool_names == CLIENT_TOOLS
+    assert set(pending.body) == {"tool_call", "tool_calls"}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["column", "legacy-body"])
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
@@ -60,9 +81,17 @@ def test_tool_returns_answer_every_pending_call() -> None:
         ),
     ],
 )
-def test_wrong_answers_are_rejected(inputs: list[dict[str, Any]], message: str) -> None:
+def test_wrong_answers_are_rejected(inputs: list[dict[str, Any]], message: str, legacy: bool) -> None:
     with pytest.raises(ValueError, match=message):
-        input_rows(_run(), inputs, _pending())
+        input_rows(_run(), inputs, _pending(legacy))
+
+
+def test_an_approved_server_tool_call_is_handed_to_the_loop() -> None:
+    pending = new_message("run-a", "agent-x", ApprovalRequestMessageBody.of(CALLS[:1]), client_tool_names=[])
+    approve = {"type": "approval", "approvals": [{"type": "approval", "tool_call_id": "c1", "approve": True}]}
+    rows, approved = input_rows(_run(), [approve], pending)
+    assert [r.message_type for r in rows] == ["approval_response_message"]
+    assert approved == [CALLS[0].model_dump()]
 
 
 def test_an_answer_without_a_pending_request_is_rejected() -> None:
@@ -79,15 +108,13 @@ def test_denial_reason_reaches_the_tool_return() -> None:
 
 
 def test_send_message_is_shown_as_assistant_message_and_private_keys_are_hidden() -> None:
-    call = {"name": "send_message", "arguments": '{"message": "hello"}', "tool_call_id": "c1"}
-    rows = [
-        new_message("run-a", "agent-x", "tool_call_message", {"tool_call": call, "tool_calls": [call]}),
-        _pending(),
-    ]
+    call = ToolCall(name="send_message", arguments='{"message": "hello"}', tool_call_id="c1")
+    rows = [new_message("run-a", "agent-x", ToolCallMessageBody.of(call)), _pending(legacy=True)]
     rows[0].seq, rows[1].seq = 1, 2
     shown = message_views(rows)
-    assert shown[0]["message_type"] == "assistant_message" and shown[0]["content"] == "hello"
-    assert "_client_tool_names" not in shown[1]
+    assert isinstance(shown[0], AssistantMessage) and shown[0].content == "hello"
+    assert isinstance(shown[1], ApprovalRequestMessage)
+    assert "_client_tool_names" not in shown[1].model_dump_json()
     raw = message_views(rows, use_assistant_message=False)
-    assert raw[0]["message_type"] == "tool_call_message"
-    assert message_views(rows, include_types=["approval_request_message"])[0]["id"] == rows[1].id
+    assert raw[0].message_type == "tool_call_message"
+    assert message_views(rows, include_types=["approval_request_message"])[0].id == rows[1].id

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from agenthost.agent.context import llm_messages
-from agenthost.agent.messages import new_message, tool_return_body
 from agenthost.db.rows import MessageRow
+from agenthost.db.types import utcnow
+from agenthost.ids import new_id
+from agenthost.schemas.letta_messages import ToolReturnMessageBody
 
 
 def _row(kind: str, body: dict[str, Any], step: str | None = None) -> MessageRow:
-    return new_message("run-x", "agent-x", kind, body, step_id=step)
+    """A row as stored: ``body`` is the JSON of the messages table."""
+    return MessageRow(
+        id=new_id("message"),
+        agent_id="agent-x",
+        run_id="run-x",
+        step_id=step,
+        message_type=kind,
+        body=body,
+        is_err=False,
+        created_at=utcnow(),
+    )
+
+
+def tool_return_body(
+    call_id: str, name: str, status: Literal["success", "error"], text: str
+) -> dict[str, Any]:
+    return ToolReturnMessageBody.of(call_id, name, status, text).stored()
 
 
 def test_one_llm_response_is_merged_back_into_one_assistant_message() -> None:

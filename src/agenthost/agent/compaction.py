@@ -27,6 +27,20 @@ from agenthost.db.rows import MessageRow
 from agenthost.ids import new_id
 from agenthost.llm.base import LLMClient, LLMRequest
 from agenthost.llm.tokens import CHARS_PER_TOKEN, estimate_text
+from agenthost.schemas.content import ContentPart, TextContent
+from agenthost.schemas.letta_messages import (
+    ApprovalRequestMessageBody,
+    AssistantMessageBody,
+    CompactionStats,
+    EventMessageBody,
+    ReasoningMessageBody,
+    SummaryMessageBody,
+    SystemMessageBody,
+    ToolCallMessageBody,
+    ToolReturnMessageBody,
+    UserMessageBody,
+    parse_body,
+)
 
 DEFAULT_PROMPT = (
     "You maintain the memory of an AI agent. Below is the earlier part of a conversation between the "
@@ -94,28 +108,26 @@ class Compactor:
             return None
         summary = await self._summarise(client, model, context_window, state.summary, rows[:cut], options)
         before, after = len(rows), len(rows) - cut
-        stats = {
-            "trigger": trigger,
-            "context_window": context_window,
-            "messages_count_before": before,
-            "messages_count_after": after,
-            "context_tokens_before": tokens_before,
-            "context_tokens_after": sum(_row_tokens(r) for r in rows[cut:]) + estimate_text(summary),
-        }
+        stats = CompactionStats(
+            trigger=trigger,
+            context_window=context_window,
+            messages_count_before=before,
+            messages_count_after=after,
+            context_tokens_before=tokens_before,
+            context_tokens_after=sum(_row_tokens(r) for r in rows[cut:]) + estimate_text(summary),
+        )
         records = [
             new_message(
                 run_id,
                 agent_id,
-                "summary_message",
-                {"summary": summary, "compaction_stats": stats},
+                SummaryMessageBody(summary=summary, compaction_stats=stats),
                 step_id=step_id,
                 otid=new_id("otid"),
             ),
             new_message(
                 run_id,
                 agent_id,
-                "event_message",
-                {"event_type": "compaction", "event_data": stats},
+                EventMessageBody(event_type="compaction", event_data=stats.model_dump()),
                 step_id=step_id,
                 otid=new_id("otid"),
             ),
@@ -239,32 +251,41 @@ def _row_tokens(row: Any) -> int:
 
 
 def _transcript_line(row: Any) -> str | None:
-    body = row.body
-    kind = row.message_type
-    if kind == "user_message":
-        return f"user: {_text(body.get('content'))}"
-    if kind == "system_message":
-        return f"system: {_text(body.get('content'))}"
-    if kind == "assistant_message":
-        return f"assistant: {_text(body.get('content'))}"
-    if kind == "reasoning_message":
-        return f"assistant (thinking): {body.get('reasoning', '')}"
-    if kind in ("tool_call_message", "approval_request_message"):
-        calls = body.get("tool_calls") or [body.get("tool_call") or {}]
-        return "\n".join(f"assistant calls {c.get('name')}({c.get('arguments') or ''})" for c in calls)
-    if kind == "tool_return_message":
-        text = str(body.get("tool_return", ""))[:_RETURN_CHARS]
-        return f"tool {body.get('name')} returned ({body.get('status')}): {text}"
+    if row.message_type not in _TRANSCRIBED:
+        return None
+    body = parse_body(row.message_type, row.body)
+    if isinstance(body, UserMessageBody):
+        return f"user: {_text(body.content)}"
+    if isinstance(body, SystemMessageBody):
+        return f"system: {_text(body.content)}"
+    if isinstance(body, AssistantMessageBody):
+        return f"assistant: {_text(body.content)}"
+    if isinstance(body, ReasoningMessageBody):
+        return f"assistant (thinking): {body.reasoning}"
+    if isinstance(body, ToolCallMessageBody | ApprovalRequestMessageBody):
+        calls = body.tool_calls or [body.tool_call]
+        return "\n".join(f"assistant calls {c.name}({c.arguments})" for c in calls)
+    if isinstance(body, ToolReturnMessageBody):
+        text = body.tool_return[:_RETURN_CHARS]
+        return f"tool {body.name} returned ({body.status}): {text}"
     return None
 
 
-def _text(content: Any) -> str:
+# The message types a summary is written from.
+_TRANSCRIBED = frozenset(
+    {
+        "user_message",
+        "system_message",
+        "assistant_message",
+        "reasoning_message",
+        "tool_call_message",
+        "approval_request_message",
+        "tool_return_message",
+    }
+)
+
+
+def _text(content: str | list[ContentPart]) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return " ".join(
-            p.get("text", "") if p.get("type") == "text" else f"[{p.get('type')}]"
-            for p in content
-            if isinstance(p, dict)
-        )
-    return ""
+    return " ".join(p.text if isinstance(p, TextContent) else f"[{p.type}]" for p in content)

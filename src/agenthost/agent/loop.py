@@ -36,6 +36,14 @@ from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLM
 from agenthost.llm.providers import Providers
 from agenthost.llm.tokens import estimate_tokens
 from agenthost.runs.lifecycle import Committed, Ending
+from agenthost.schemas.letta_messages import (
+    ApprovalRequestMessageBody,
+    AssistantMessageBody,
+    HiddenReasoningMessageBody,
+    MessageBody,
+    ReasoningMessageBody,
+    ToolCall,
+)
 
 log = logging.getLogger(__name__)
 
@@ -351,10 +359,10 @@ class AgentLoop:
             approval = new_message(
                 run.run_id,
                 run.agent.id,
-                "approval_request_message",
-                {"tool_call": held[0], "tool_calls": held, "_client_tool_names": client_names},
+                ApprovalRequestMessageBody.of([ToolCall.model_validate(c) for c in held]),
                 step_id=step.step_id,
                 otid=new_id("otid"),
+                client_tool_names=client_names,
             )
             # Before the tool returns: all calls of one LLM response stay together in the context.
             rows.append(approval)
@@ -377,29 +385,28 @@ class AgentLoop:
     ) -> tuple[list[MessageRow], dict[str, Any]]:
         rows: list[MessageRow] = []
 
-        def message(kind: str, body: dict[str, Any], streamed_as: tuple[str, int] | None) -> MessageRow:
+        def message(body: MessageBody, streamed_as: tuple[str, int] | None) -> MessageRow:
             # A message streamed as deltas keeps the id (and otid) its deltas carried.
             ids = run.token_log.message_ids(*streamed_as) if run.token_log and streamed_as else None
             message_id, otid = ids if ids is not None else (None, new_id("otid"))
             return new_message(
-                run.run_id, run.agent.id, kind, body, step_id=step_id, otid=otid, message_id=message_id
+                run.run_id, run.agent.id, body, step_id=step_id, otid=otid, message_id=message_id
             )
 
         for index, piece in enumerate(response.reasoning):
-            body: dict[str, Any]
             if piece.redacted is not None:
-                kind = "hidden_reasoning_message"
-                body = {"state": "redacted", "hidden_reasoning": piece.redacted}
+                rows.append(
+                    message(
+                        HiddenReasoningMessageBody(state="redacted", hidden_reasoning=piece.redacted), None
+                    )
+                )
             else:
-                kind = "reasoning_message"
-                body = {
-                    "reasoning": piece.text or "",
-                    "source": "reasoner_model",
-                    "signature": piece.signature,
-                }
-            rows.append(message(kind, body, ("reasoning", index) if piece.redacted is None else None))
+                body = ReasoningMessageBody(
+                    reasoning=piece.text or "", source="reasoner_model", signature=piece.signature
+                )
+                rows.append(message(body, ("reasoning", index)))
         if response.content:
-            rows.append(message("assistant_message", {"content": response.content}, ("content", 0)))
+            rows.append(message(AssistantMessageBody(content=response.content), ("content", 0)))
         assistant: dict[str, Any] = {"role": "assistant", "content": response.content}
         if response.reasoning:
             assistant["reasoning"] = [reasoning_dict(piece) for piece in response.reasoning]

@@ -366,7 +366,9 @@ _CONVERSATION = select(
     ConversationRow.context_start_seq,
     ConversationRow.context_summary,
 ).where(ConversationRow.id == bindparam("cid"))
-_PENDING = select(MessageRow.id, MessageRow.run_id, MessageRow.body).where(MessageRow.id == bindparam("mid"))
+_PENDING = select(MessageRow.id, MessageRow.run_id, MessageRow.body, MessageRow.client_tool_names).where(
+    MessageRow.id == bindparam("mid")
+)
 _BLOCKS = (
     select(
         BlockRow.id, BlockRow.label, BlockRow.value, BlockRow.limit, BlockRow.description, BlockRow.read_only
@@ -416,6 +418,7 @@ _MESSAGE_COLUMNS = (
     "body",
     "is_err",
     "created_at",
+    "client_tool_names",
 )
 
 

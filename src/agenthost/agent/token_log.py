@@ -23,22 +23,24 @@ import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthost.db.database import Database
+from agenthost.db.messages import message_view
 from agenthost.db.rows import MessageRow, RunEventRow
 from agenthost.db.run_lifecycle import owns_run
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.ids import new_id
 from agenthost.llm.base import Delta
-from agenthost.services.views import INPUT_TYPES, message_view
+from agenthost.schemas.letta_messages import AssistantMessage, ReasoningMessage
+from agenthost.services.views import INPUT_TYPES
 
 FLUSH_INTERVAL_S = 0.05
-_KINDS = {"content": ("assistant_message", "content"), "reasoning": ("reasoning_message", "reasoning")}
 
 
 class TokenLog:
@@ -61,7 +63,7 @@ class TokenLog:
         self._timer: asyncio.Task[None] | None = None
         self._last_flush = -math.inf
         # (kind, index) → (message id, otid, date) of the messages this LLM call is streaming.
-        self._open: dict[tuple[str, int], tuple[str, str, str]] = {}
+        self._open: dict[tuple[str, int], tuple[str, str, datetime]] = {}
         self._step_id: str | None = None
         # Ids of every message delivered as deltas: their whole rows are not logged again.
         self.streamed: set[str] = set()
@@ -82,22 +84,32 @@ class TokenLog:
         key = (piece.kind, piece.index)
         opened = self._open.get(key)
         if opened is None:
-            opened = (new_id("message"), new_id("otid"), utcnow().isoformat())
+            opened = (new_id("message"), new_id("otid"), utcnow())
             self._open[key] = opened
             self.streamed.add(opened[0])
-        message_type, field = _KINDS[piece.kind]
-        event: dict[str, Any] = {
-            "message_type": message_type,
-            "id": opened[0],
-            "otid": opened[1],
-            "date": opened[2],
-            "run_id": self._run_id,
-            "step_id": self._step_id,
-            field: piece.text,
-        }
+        message_id, otid, date = opened
+        # model_construct: one call per token, and every field is ours (fresh ids, the LLM client's text).
+        delta: AssistantMessage | ReasoningMessage
         if piece.kind == "reasoning":
-            event["source"] = "reasoner_model"
-        self._pending.append(event)
+            delta = ReasoningMessage.model_construct(
+                id=message_id,
+                otid=otid,
+                date=date,
+                run_id=self._run_id,
+                step_id=self._step_id,
+                reasoning=piece.text,
+                source="reasoner_model",
+            )
+        else:
+            delta = AssistantMessage.model_construct(
+                id=message_id,
+                otid=otid,
+                date=date,
+                run_id=self._run_id,
+                step_id=self._step_id,
+                content=piece.text,
+            )
+        self._pending.append(delta.model_dump(mode="json", exclude_none=True))
         if self._timer is None:
             # The first delta after a quiet spell goes out at once; then at most one write per interval.
             delay = max(0.0, self._last_flush + self._interval - time.monotonic())
@@ -144,9 +156,7 @@ class TokenLog:
 
 def message_event(row: MessageRow) -> dict[str, Any]:
     """A whole message as an event of the log (its ``seq_id`` is the event's own)."""
-    event = message_view(row)
-    del event["seq_id"]
-    return event
+    return message_view(row).model_dump(mode="json", exclude={"seq_id"})
 
 
 async def insert_events(conn: AsyncConnection, run_id: str, events: list[dict[str, Any]]) -> None:

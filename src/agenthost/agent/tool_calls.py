@@ -14,11 +14,12 @@ from typing import Any
 
 from agenthost.agent.control import RunControl, RunInterrupted
 from agenthost.agent.executor import AgentTool, ToolExecutor, ToolOutcome
-from agenthost.agent.messages import new_message, tool_return_body
+from agenthost.agent.messages import new_message
 from agenthost.agent.store import RunStore, StartedRun
 from agenthost.agent.turn import Turn, batches
 from agenthost.db.rows import MessageRow
 from agenthost.ids import new_id
+from agenthost.schemas.letta_messages import ToolCall, ToolCallMessageBody, ToolReturnMessageBody
 
 SEND_MESSAGE_RESULT = "Sent message successfully."
 
@@ -103,8 +104,7 @@ def call_row(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> Mess
     return new_message(
         run.run_id,
         run.agent.id,
-        "tool_call_message",
-        {"tool_call": call, "tool_calls": [call]},
+        ToolCallMessageBody.of(ToolCall.model_validate(call)),
         step_id=step_id,
         otid=new_id("otid"),
     )
@@ -116,8 +116,7 @@ def _return_row(
     return new_message(
         run.run_id,
         run.agent.id,
-        "tool_return_message",
-        tool_return_body(
+        ToolReturnMessageBody.of(
             call["tool_call_id"],
             call["name"],
             outcome.status,

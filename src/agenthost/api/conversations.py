@@ -5,11 +5,12 @@ Sending messages to a conversation, following and cancelling its runs are in ``a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
-from agenthost.api.deps import ContainerDep, page_params
+from agenthost.api.deps import ContainerDep, messages_response, page_params
 from agenthost.pages import Page
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.conversations import (
@@ -19,6 +20,7 @@ from agenthost.schemas.conversations import (
     ConversationOrderBy,
     ConversationUpdate,
 )
+from agenthost.schemas.letta_messages import LettaMessage
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -81,7 +83,7 @@ async def fork_conversation(
     )
 
 
-@router.get("/{conversation_id}/messages", response_model=list[dict[str, Any]])
+@router.get("/{conversation_id}/messages", response_model=list[LettaMessage])
 async def list_conversation_messages(
     conversation_id: str,
     container: ContainerDep,
@@ -91,13 +93,14 @@ async def list_conversation_messages(
     include_err: bool | None = None,
     order_by: Literal["created_at"] = "created_at",
     group_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     # order_by has one value and groups are not supported: both are accepted and have no effect.
     del order_by, group_id
-    return await container.conversations.list_messages(
+    messages = await container.conversations.list_messages(
         conversation_id,
         page,
         agent_id=agent_id,
         include_types=include_return_message_types,
         include_err=include_err,
     )
+    return messages_response(messages)

@@ -13,6 +13,7 @@ from agenthost.container import Container
 from agenthost.errors import AgentHostError
 from agenthost.pages import MAX_PAGE, Page
 from agenthost.schemas.common import Order
+from agenthost.schemas.letta_messages import LETTA_MESSAGES, LettaMessage
 
 
 class Unauthorized(AgentHostError):
@@ -37,6 +38,12 @@ def json_response(model: BaseModel) -> Response:
     for ``response_model``, which is kept on the route for the OpenAPI document.
     """
     return Response(content=model.model_dump_json(), media_type="application/json")
+
+
+def messages_response(messages: list[LettaMessage]) -> Response:
+    """A page of messages, serialised ourselves as ``json_response`` does: each was validated once, when
+    it was read from its row. The route's ``response_model`` documents them."""
+    return Response(content=LETTA_MESSAGES.dump_json(messages), media_type="application/json")
 
 
 async def require_password(request: Request) -> None:

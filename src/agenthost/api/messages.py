@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from agenthost.api.deps import ContainerDep, json_response, page_params
+from agenthost.api.deps import ContainerDep, json_response, messages_response, page_params
 from agenthost.api.sse import sse_from_events
 from agenthost.container import Container
 from agenthost.pages import Page
 from agenthost.schemas.common import MessageType
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
 from agenthost.schemas.runs import Run
+from agenthost.services.streams import StreamEvent
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
 
 
-@router.get("", response_model=list[dict[str, Any]])
+@router.get("", response_model=list[LettaMessage])
 async def list_messages(
     agent_id: str,
     container: ContainerDep,
@@ -32,35 +34,38 @@ async def list_messages(
     assistant_message_tool_kwarg: str = "message",
     conversation_id: str | None = None,
     group_id: str | None = None,
-) -> list[dict[str, Any]]:
+) -> Response:
     if conversation_id is not None:
         # One conversation of the agent (or "default": the agent's default thread).
-        return await container.conversations.list_messages(
+        messages = await container.conversations.list_messages(
             conversation_id,
             page,
             agent_id=agent_id,
             include_types=include_return_message_types,
             include_err=include_err,
         )
-    return await container.messages.list_for_agent(
-        agent_id,
-        page,
-        include_types=include_return_message_types,
-        include_err=include_err,
-        use_assistant_message=use_assistant_message,
-        assistant_tool_name=assistant_message_tool_name,
-        assistant_tool_kwarg=assistant_message_tool_kwarg,
-    )
+    else:
+        messages = await container.messages.list_for_agent(
+            agent_id,
+            page,
+            include_types=include_return_message_types,
+            include_err=include_err,
+            use_assistant_message=use_assistant_message,
+            assistant_tool_name=assistant_message_tool_name,
+            assistant_tool_kwarg=assistant_message_tool_kwarg,
+        )
+    return messages_response(messages)
 
 
-@router.post("", response_model=None)
-async def create_message(
-    agent_id: str, body: MessageCreateSync, container: ContainerDep
-) -> LettaResponse | StreamingResponse:
-    """The synchronous route: a durable run like any other, answered when it ends."""
+@router.post("", response_model=LettaResponse)
+async def create_message(agent_id: str, body: MessageCreateSync, container: ContainerDep) -> Response:
+    """The synchronous route: a durable run like any other, answered when it ends (or, with
+    ``streaming``, streamed)."""
     if body.streaming:
         return await stream_new_run(agent_id, body, container)
-    return await container.runs.create_and_wait(agent_id, body, conversation_id=body.conversation_id)
+    return json_response(
+        await container.runs.create_and_wait(agent_id, body, conversation_id=body.conversation_id)
+    )
 
 
 @router.post("/stream", response_model=None)
@@ -91,8 +96,8 @@ async def stream_new_run(
 
 
 async def _cancel_on_disconnect(
-    events: AsyncIterator[dict[str, Any]], container: Container, agent_id: str, run_id: str
-) -> AsyncIterator[dict[str, Any]]:
+    events: AsyncIterator[StreamEvent], container: Container, agent_id: str, run_id: str
+) -> AsyncIterator[StreamEvent]:
     """A foreground stream whose client went away before the run ended cancels the run."""
     ended = False
     try:

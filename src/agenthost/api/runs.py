@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
-from agenthost.api.deps import ContainerDep, json_response, page_params
+from agenthost.api.deps import ContainerDep, json_response, messages_response, page_params
 from agenthost.api.sse import sse_from_events
 from agenthost.pages import Page
 from agenthost.schemas.common import StopReason
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.runs import RetrieveStreamRequest, Run, RunUsage, Step
 
 if TYPE_CHECKING:
@@ -55,11 +56,11 @@ async def delete_run(run_id: str, container: ContainerDep) -> dict[str, str]:
     return {"message": f"run '{run_id}' deleted"}
 
 
-@router.get("/{run_id}/messages", response_model=list[dict[str, Any]])
+@router.get("/{run_id}/messages", response_model=list[LettaMessage])
 async def list_run_messages(
     run_id: str, container: ContainerDep, page: Annotated[Page, Depends(page_params("asc", 100))]
-) -> list[dict[str, Any]]:
-    return await container.runs.messages(run_id, page)
+) -> Response:
+    return messages_response(await container.runs.messages(run_id, page))
 
 
 @router.get("/{run_id}/usage", response_model=RunUsage)

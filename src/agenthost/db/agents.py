@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.db.blocks import agent_block_rows, block_view
-from agenthost.db.messages import MessageView
+from agenthost.db.messages import pending_approval_view
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import (
     AgentBlockRow,
@@ -27,6 +27,7 @@ from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.pages import Page
 from agenthost.schemas.agents import AgentState, EnvVar, LlmConfig, Memory
+from agenthost.schemas.letta_messages import ApprovalRequestMessage
 
 # The endpoint type (``openai``, ``anthropic``, ...) of a provider name, for ``llm_config``.
 EndpointType = Callable[[str], str]
@@ -170,11 +171,10 @@ async def agent_state(
     include: Sequence[str],
     *,
     endpoint_type: EndpointType,
-    message_view: MessageView,
 ) -> AgentState:
     """The agent's wire state (404 if there is none), with the parts ``include`` names."""
     row = await get_agent_row(session, agent_id)
-    return await _state(session, row, include, endpoint_type, message_view)
+    return await _state(session, row, include, endpoint_type)
 
 
 async def list_agents(
@@ -183,7 +183,6 @@ async def list_agents(
     include: Sequence[str],
     *,
     endpoint_type: EndpointType,
-    message_view: MessageView,
     name: str | None = None,
     tags: Sequence[str] | None = None,
     match_all_tags: bool = False,
@@ -206,7 +205,7 @@ async def list_agents(
             tagged = tagged.having(func.count() == len(set(tags)))
         stmt = stmt.where(AgentRow.id.in_(tagged))
     rows = await paginate(session, AgentRow, stmt, page)
-    return [await _state(session, row, include, endpoint_type, message_view) for row in rows]
+    return [await _state(session, row, include, endpoint_type) for row in rows]
 
 
 async def _state(
@@ -214,7 +213,6 @@ async def _state(
     row: AgentRow,
     include: Sequence[str],
     endpoint_type: EndpointType,
-    message_view: MessageView,
 ) -> AgentState:
     blocks = (
         [block_view(b) for b in await agent_block_rows(session, row.id)] if "agent.blocks" in include else []
@@ -237,10 +235,10 @@ async def _state(
                 )
             ).all()
         ]
-    pending: dict[str, Any] | None = None
+    pending: ApprovalRequestMessage | None = None
     if row.pending_approval_id is not None and "agent.pending_approval" in include:
         msg = await session.scalar(select(MessageRow).where(MessageRow.id == row.pending_approval_id))
-        pending = message_view(msg) if msg is not None else None
+        pending = pending_approval_view(msg) if msg is not None else None
     provider, _, model = row.model.partition("/")
     env = None
     if "agent.secrets" in include:

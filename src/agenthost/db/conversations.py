@@ -213,6 +213,7 @@ def _copy(row: MessageRow, conversation_id: str) -> MessageRow:
         body=dict(row.body),
         is_err=row.is_err,
         created_at=row.created_at,
+        client_tool_names=row.client_tool_names,
     )
 
 

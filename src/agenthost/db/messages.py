@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select
@@ -11,10 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import MessageRow
 from agenthost.pages import Page
-
-# A stored message in its wire shape: ``message_view`` of services/views.py, passed in by the caller
-# because how a message looks on the wire is the messages work's business, not the query's.
-MessageView = Callable[[MessageRow], dict[str, Any]]
+from agenthost.schemas.letta_messages import LETTA_MESSAGE, ApprovalRequestMessage, LettaMessage
 
 
 def in_thread(agent_id: str, conversation_id: str | None) -> ColumnElement[bool]:
@@ -49,19 +46,18 @@ async def agent_history(
     agent_id: str,
     page: Page,
     *,
-    view: MessageView,
     include_types: Sequence[str] | None = None,
     include_err: bool | None = None,
     use_assistant_message: bool = True,
-) -> list[dict[str, Any]]:
-    """One page of all the agent's messages (every thread's), in ``view``'s shape."""
+) -> list[LettaMessage]:
+    """One page of all the agent's messages (every thread's), as Letta messages."""
     stmt = filter_history(
         select(MessageRow).where(MessageRow.agent_id == agent_id),
         include_types=include_types,
         include_err=include_err,
         use_assistant_message=use_assistant_message,
     )
-    return [view(row) for row in await paginate(session, MessageRow, stmt, page)]
+    return [message_view(row) for row in await paginate(session, MessageRow, stmt, page)]
 
 
 async def thread_history_page(
@@ -70,14 +66,37 @@ async def thread_history_page(
     conversation_id: str | None,
     page: Page,
     *,
-    view: MessageView,
     include_types: Sequence[str] | None = None,
     include_err: bool | None = None,
-) -> list[dict[str, Any]]:
-    """One page of the thread's whole history (in and out of its context window), in ``view``'s shape."""
+) -> list[LettaMessage]:
+    """One page of the thread's whole history (in and out of its context window), as Letta messages."""
     stmt = filter_history(
         select(MessageRow).where(in_thread(agent_id, conversation_id)),
         include_types=include_types,
         include_err=include_err,
     )
-    return [view(row) for row in await paginate(session, MessageRow, stmt, page)]
+    return [message_view(row) for row in await paginate(session, MessageRow, stmt, page)]
+
+
+def message_view(row: MessageRow) -> LettaMessage:
+    """The message a row stores, read with the model of its type."""
+    return LETTA_MESSAGE.validate_python(_fields(row))
+
+
+def pending_approval_view(row: MessageRow) -> ApprovalRequestMessage:
+    """The agent's pending approval request (``AgentState.pending_approval``)."""
+    return ApprovalRequestMessage.model_validate(_fields(row))
+
+
+def _fields(row: MessageRow) -> dict[str, object]:
+    return {
+        **row.body,
+        "id": row.id,
+        "date": row.created_at,
+        "message_type": row.message_type,
+        "otid": row.otid,
+        "run_id": row.run_id,
+        "step_id": row.step_id,
+        "is_err": row.is_err or None,
+        "seq_id": row.seq,
+    }

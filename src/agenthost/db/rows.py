@@ -213,6 +213,9 @@ class MessageRow(Base):
     body: Mapped[dict[str, Any]] = mapped_column(Json)
     is_err: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Of an approval request: which of its calls are client-side tools (answered only by their tool
+    # return). Ours, not the wire's: kept out of ``body``, which is served as it is stored.
+    client_tool_names: Mapped[list[str] | None] = mapped_column(Json, nullable=True, default=None)
 
 
 class ConversationRow(Base):

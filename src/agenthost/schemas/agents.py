@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from agenthost.schemas.blocks import Block, BlockCreate
 from agenthost.schemas.common import StopReason, WireModel
+from agenthost.schemas.letta_messages import ApprovalRequestMessage
 from agenthost.schemas.tools import Tool
 
 AgentType = Literal[
@@ -131,7 +132,7 @@ class AgentState(BaseModel):
     timezone: str | None = None
     message_buffer_autoclear: bool = False
     tool_exec_environment_variables: list[EnvVar] | None = None
-    pending_approval: dict[str, Any] | None = None
+    pending_approval: ApprovalRequestMessage | None = None
     last_run_completion: datetime | None = None
     last_run_duration_ms: int | None = None
     last_stop_reason: StopReason | None = None

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from agenthost.schemas.common import MessageType, StopReason, WireModel
-from agenthost.schemas.content import ContentPart, ToolReturnPart
+from agenthost.schemas.content import ContentPart
+from agenthost.schemas.letta_messages import Approval, LettaMessage, ToolReturn
 
 
 class MessageCreate(WireModel):
@@ -25,35 +26,6 @@ class MessageCreate(WireModel):
         if isinstance(self.content, list) and not self.content:
             raise ValueError("content must not be an empty list")
         return self
-
-
-class ApprovalReturn(WireModel):
-    type: Literal["approval"] = "approval"
-    tool_call_id: str
-    approve: bool
-    reason: str | None = None
-
-
-class ToolReturn(WireModel):
-    type: Literal["tool"] = "tool"
-    tool_call_id: str
-    status: Literal["success", "error"]
-    tool_return: str | list[ToolReturnPart]
-    stdout: list[str] | None = None
-    stderr: list[str] | None = None
-
-
-def _approval_kind(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    if kind is None and isinstance(value, dict):
-        kind = "tool" if "tool_return" in value else "approval"
-    return str(kind)
-
-
-Approval = Annotated[
-    Annotated[ApprovalReturn, Tag("approval")] | Annotated[ToolReturn, Tag("tool")],
-    Discriminator(_approval_kind),
-]
 
 
 class ApprovalCreate(WireModel):
@@ -189,7 +161,7 @@ class UsageOut(BaseModel):
 
 
 class LettaResponse(BaseModel):
-    messages: list[dict[str, Any]]
+    messages: list[LettaMessage]
     stop_reason: StopReasonOut
     usage: UsageOut
     # With return_logprobs: the last LLM call's logprobs (OpenAI's shape).

@@ -18,7 +18,6 @@ from agenthost.pages import Page
 from agenthost.schemas.agents import AgentCreate, AgentState, AgentUpdate
 from agenthost.schemas.tools import Tool
 from agenthost.services.tools import attach_tools
-from agenthost.services.views import message_view
 from agenthost.settings import Settings
 from agenthost.tools.rules import validate_tool_rules
 
@@ -131,7 +130,6 @@ class AgentService:
                 page,
                 include,
                 endpoint_type=self._providers.endpoint_type,
-                message_view=message_view,
                 name=name,
                 tags=tags,
                 match_all_tags=match_all_tags,
@@ -194,5 +192,4 @@ class AgentService:
             agent_id,
             include,
             endpoint_type=self._providers.endpoint_type,
-            message_view=message_view,
         )

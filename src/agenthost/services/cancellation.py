@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthost.agent.messages import new_message, tool_return_body
+from agenthost.agent.messages import new_message
 from agenthost.db.agents import get_agent_row
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunRow
@@ -23,6 +23,7 @@ from agenthost.engine.base import RunEngine
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.runs.lifecycle import ACTIVE
+from agenthost.schemas.letta_messages import ApprovalRequestMessageBody, ToolReturnMessageBody
 from agenthost.services.callbacks import CallbackDispatcher
 from agenthost.services.runs import get_run_row
 
@@ -135,12 +136,11 @@ class RunCancellation:
         thread.pending_approval_id = None
         if pending is None:
             return
-        for call in pending.body.get("tool_calls") or []:
+        for call in ApprovalRequestMessageBody.model_validate(pending.body).calls():
             answer = new_message(
                 pending.run_id or "",
                 pending.agent_id,
-                "tool_return_message",
-                tool_return_body(call["tool_call_id"], call["name"], "error", CANCELLED_TOOL_RETURN),
+                ToolReturnMessageBody.of(call.tool_call_id, call.name, "error", CANCELLED_TOOL_RETURN),
                 step_id=pending.step_id,
                 is_err=True,
             )

@@ -25,8 +25,9 @@ from agenthost.schemas.conversations import (
     ConversationOrderBy,
     ConversationUpdate,
 )
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.services.threads import resolve_thread
-from agenthost.services.views import message_view, shape_views
+from agenthost.services.views import shape_views
 
 
 class ConversationService:
@@ -122,7 +123,7 @@ class ConversationService:
         agent_id: str | None = None,
         include_types: Sequence[str] | None = None,
         include_err: bool | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[LettaMessage]:
         """The thread's whole history (in and out of its context window)."""
         async with self._db.read_session() as session:
             thread = await resolve_thread(session, conversation_id, agent_id)
@@ -131,7 +132,6 @@ class ConversationService:
                 thread.agent_id,
                 thread.conversation_id,
                 page,
-                view=message_view,
                 include_types=include_types,
                 include_err=include_err,
             )

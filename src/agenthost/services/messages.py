@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from agenthost.db import agents as agents_db
 from agenthost.db import messages as messages_db
 from agenthost.db.database import Database
 from agenthost.pages import Page
-from agenthost.services.views import message_view, shape_views
+from agenthost.schemas.letta_messages import LettaMessage
+from agenthost.services.views import shape_views
 
 
 class MessageService:
@@ -26,14 +26,13 @@ class MessageService:
         use_assistant_message: bool = True,
         assistant_tool_name: str = "send_message",
         assistant_tool_kwarg: str = "message",
-    ) -> list[dict[str, Any]]:
+    ) -> list[LettaMessage]:
         async with self._db.read_session() as session:
             await agents_db.require_agent(session, agent_id)
             items = await messages_db.agent_history(
                 session,
                 agent_id,
                 page,
-                view=message_view,
                 include_types=include_types,
                 include_err=include_err,
                 use_assistant_message=use_assistant_message,

@@ -15,6 +15,7 @@ from agenthost.db.database import Database
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow, StepRow
 from agenthost.db.run_lifecycle import create_run
+from agenthost.db.runs import run_view, step_view
 from agenthost.db.threads import thread_state
 from agenthost.db.types import utcnow
 from agenthost.engine.base import RunEngine
@@ -31,11 +32,12 @@ from agenthost.llm.providers import Providers
 from agenthost.pages import Page
 from agenthost.runs.lifecycle import ACTIVE, RunStatus
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.images import store_images
 from agenthost.services.results import run_result, run_usage, view_options
-from agenthost.services.views import message_views, run_view, step_view
+from agenthost.services.views import message_views
 from agenthost.settings import Settings
 from agenthost.thread import Thread
 
@@ -375,7 +377,7 @@ class RunService:
         async with self._db.read_session() as session:
             return [run_view(r) for r in await paginate(session, RunRow, stmt, page)]
 
-    async def messages(self, run_id: str, page: Page) -> list[dict[str, Any]]:
+    async def messages(self, run_id: str, page: Page) -> list[LettaMessage]:
         async with self._db.read_session() as session:
             run = await get_run_row(session, run_id)
             rows = await paginate(

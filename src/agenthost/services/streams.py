@@ -24,15 +24,19 @@ import anyio
 from sqlalchemy import bindparam, select
 
 from agenthost.db.database import Database
+from agenthost.db.messages import message_view
 from agenthost.db.rows import MessageRow, RunEventRow, RunRow
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
+from agenthost.schemas.letta_messages import LETTA_MESSAGE, LettaMessage
 from agenthost.services.results import run_usage, view_options
-from agenthost.services.views import INPUT_TYPES, message_view, shape_views
+from agenthost.services.views import INPUT_TYPES, shape_views
 
 TERMINAL = ("completed", "failed", "cancelled")
+# A run's messages, then its end (stop reason, usage) and keep-alive pings as plain dicts.
+StreamEvent = LettaMessage | dict[str, Any]
 _STATUS = select(RunRow.status, RunRow.stop_reason).where(RunRow.id == bindparam("rid"))
 _PAGE = (
     select(MessageRow)
@@ -75,7 +79,7 @@ class RunStreams:
         include_pings: bool = True,
         poll_interval_s: float = 0.1,
         batch_size: int = 100,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[StreamEvent]:
         """The run's events after ``starting_after``, then its stop reason and usage once it ends."""
         await self._signals.listen()
         with self._signals.watch(run.id) as progressed:
@@ -92,7 +96,7 @@ class RunStreams:
         poll_interval_s: float,
         batch_size: int,
         progressed: asyncio.Event,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[StreamEvent]:
         options = view_options(run)
         # A run streaming tokens logs its events (deltas included) in run_events; others are read
         # off their committed messages.
@@ -105,15 +109,16 @@ class RunStreams:
             async with self._db.read_session() as session:
                 state = (await session.execute(_STATUS, {"rid": run.id})).first()
                 status, stop_reason = state if state is not None else (None, None)
+                items: list[LettaMessage]
                 if tokens:
                     logged = (await session.execute(_EVENTS, params)).all()
-                    items = [{**body, "seq_id": seq} for seq, body in logged]
+                    items = [LETTA_MESSAGE.validate_python({**body, "seq_id": seq}) for seq, body in logged]
                 else:
                     rows = (await session.scalars(_PAGE, params)).all()
                     items = [message_view(row) for row in rows]
                 usage = await run_usage(session, run.id) if status in TERMINAL else None
             if items:
-                cursor = items[-1]["seq_id"]
+                cursor = items[-1].seq_id or cursor
                 for event in shape_views(items, **options):
                     yield event
                 last_sent = time.monotonic()
