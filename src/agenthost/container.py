@@ -7,10 +7,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from agenthost.agent.executor import ToolExecutor
 from agenthost.agent.loop import AgentLoop
-from agenthost.agent.store import RunStore
 from agenthost.db.database import Database
+from agenthost.db.run_store import RunStore
 from agenthost.db.signals import RunSignals
 from agenthost.engine.base import RunEngine
 from agenthost.engine.embedded import EmbeddedEngine
@@ -29,6 +28,7 @@ from agenthost.services.streams import RunStreams
 from agenthost.services.threads import ThreadService
 from agenthost.services.tools import ToolService
 from agenthost.settings import Settings
+from agenthost.tools.executor import ToolExecutor
 from agenthost.tools.sandbox import Sandbox
 
 log = logging.getLogger(__name__)

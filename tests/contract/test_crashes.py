@@ -2,7 +2,7 @@
 
 Here the engines' contracts differ, and each test asserts each engine's documented behaviour:
 
-Both engines hand such a run back by one policy (``runs/lifecycle.py``); they differ only in who takes
+Both engines hand such a run back by one policy (``db/run_lifecycle.py``); they differ only in who takes
 it up again (another worker at once; the embedded server at its next start):
 
 - A run cut off before its first committed step and before any tool with effects is re-queued

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from agenthost.agent.builtin_tools import BUILTIN_TOOLS
 from agenthost.db.database import Database
 from agenthost.db.rows import ToolRow
 from agenthost.services.tools import ToolService
 from agenthost.settings import Settings
+from agenthost.tools.builtin import BUILTIN_TOOLS
 
 PROCESSES = 4
 

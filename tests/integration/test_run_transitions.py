@@ -1,4 +1,4 @@
-"""Every transition of the run state machine (``runs/lifecycle.py``), from every status, against the SQL
+"""Every transition of the run state machine (``db/run_lifecycle.py``), from every status, against the SQL
 that applies it (``db/run_lifecycle.py``) on the real database: a transition from a status its table
 allows lands, with the terminal bookkeeping where it ends the run; from any other status it writes
 nothing. And no other module writes a run's status.
@@ -21,9 +21,7 @@ import agenthost
 from agenthost.db import run_lifecycle
 from agenthost.db.database import Database
 from agenthost.db.rows import AgentRow, MessageRow, RunRow
-from agenthost.db.types import utcnow
-from agenthost.ids import new_id
-from agenthost.runs.lifecycle import (
+from agenthost.db.run_lifecycle import (
     MAX_ATTEMPTS,
     TERMINAL,
     TRANSITIONS,
@@ -31,6 +29,8 @@ from agenthost.runs.lifecycle import (
     RunStatus,
     Transition,
 )
+from agenthost.db.types import utcnow
+from agenthost.ids import new_id
 from agenthost.settings import Settings
 from agenthost.thread import Thread
 

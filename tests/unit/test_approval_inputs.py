@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from agenthost.agent.messages import input_rows, new_message
-from agenthost.db.rows import MessageRow, RunRow
+from agenthost.agent.messages import input_messages, new_message
+from agenthost.agent.persistence import StoredMessage
+from agenthost.agent.run_request import RunRequest
 from agenthost.schemas.letta_messages import (
     ApprovalRequestMessage,
     ApprovalRequestMessageBody,
@@ -24,7 +25,7 @@ CALLS = [
 CLIENT_TOOLS = ["get_weather", "get_time"]
 
 
-def _pending(legacy: bool = False) -> MessageRow:
+def _pending(legacy: bool = False) -> StoredMessage:
     if legacy:
         # As versions before the client_tool_names column stored it: the names inside the body.
         row = new_message("run-a", "agent-x", ApprovalRequestMessageBody.of(CALLS), step_id="s1")
@@ -35,8 +36,11 @@ def _pending(legacy: bool = False) -> MessageRow:
     )
 
 
-def _run() -> RunRow:
-    return RunRow(id="run-b", agent_id="agent-x")
+def input_rows(
+    inputs: list[dict[str, Any]], pending: StoredMessage | None
+) -> tuple[list[StoredMessage], list[dict[str, Any]]]:
+    """The messages of run ``run-b`` of agent ``agent-x`` with these inputs (as a request sends them)."""
+    return input_messages("run-b", "agent-x", RunRequest.model_validate({"inputs": inputs}).inputs, pending)
 
 
 def _returns(*ids: str) -> dict[str, Any]:
@@ -47,7 +51,7 @@ def _returns(*ids: str) -> dict[str, Any]:
 
 
 def test_tool_returns_answer_every_pending_call() -> None:
-    rows, approved = input_rows(_run(), [_returns("c1", "c2")], _pending())
+    rows, approved = input_rows([_returns("c1", "c2")], _pending())
     assert [r.message_type for r in rows] == [
         "approval_response_message",
         "tool_return_message",
@@ -83,25 +87,25 @@ def test_the_request_keeps_its_client_tools_out_of_its_body() -> None:
 )
 def test_wrong_answers_are_rejected(inputs: list[dict[str, Any]], message: str, legacy: bool) -> None:
     with pytest.raises(ValueError, match=message):
-        input_rows(_run(), inputs, _pending(legacy))
+        input_rows(inputs, _pending(legacy))
 
 
 def test_an_approved_server_tool_call_is_handed_to_the_loop() -> None:
     pending = new_message("run-a", "agent-x", ApprovalRequestMessageBody.of(CALLS[:1]), client_tool_names=[])
     approve = {"type": "approval", "approvals": [{"type": "approval", "tool_call_id": "c1", "approve": True}]}
-    rows, approved = input_rows(_run(), [approve], pending)
+    rows, approved = input_rows([approve], pending)
     assert [r.message_type for r in rows] == ["approval_response_message"]
     assert approved == [CALLS[0].model_dump()]
 
 
 def test_an_answer_without_a_pending_request_is_rejected() -> None:
     with pytest.raises(ValueError, match="no pending approval"):
-        input_rows(_run(), [_returns("c1")], None)
+        input_rows([_returns("c1")], None)
 
 
 def test_denial_reason_reaches_the_tool_return() -> None:
     deny = {"type": "approval", "approve": False, "reason": "too risky"}
-    rows, _ = input_rows(_run(), [deny], _pending())
+    rows, _ = input_rows([deny], _pending())
     returns = [r for r in rows if r.message_type == "tool_return_message"]
     assert len(returns) == 2
     assert all(r.body["status"] == "error" and "too risky" in r.body["tool_return"] for r in returns)

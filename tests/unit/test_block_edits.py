@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from agenthost.agent.prompt import BlockState
-from agenthost.agent.tools import merge_edits, run_builtin
+from agenthost.tools.memory import BlockState, merge_edits, run_builtin
 
 
 async def _no_search(query: str, roles: list[str] | None, limit: int) -> list[dict[str, str]]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from agenthost.agent.prompt import BlockState, compile_system
-from agenthost.agent.tools import ToolFailed, run_builtin
+from agenthost.agent.prompt import compile_system
+from agenthost.schemas.messages import ClientSkill
+from agenthost.tools.memory import BlockState, ToolFailed, run_builtin
 
 
 async def _no_search(query: str, roles: list[str] | None, limit: int) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ async def test_bad_edits_fail_with_a_message_for_the_llm(
 
 def test_system_prompt_carries_blocks_and_skills() -> None:
     text = compile_system(
-        "Be kind.", _blocks(), [{"name": "pdf", "description": "read PDFs", "location": "s/pdf"}]
+        "Be kind.", _blocks(), [ClientSkill(name="pdf", description="read PDFs", location="s/pdf")]
     )
     assert text.startswith("Be kind.")
     assert "<human>" in text and "Name: Bob" in text and "chars_limit=40" in text

@@ -10,9 +10,11 @@ import pytest
 from letta_client.types.steps.message_list_response import MessageListResponse
 from pydantic import TypeAdapter
 
-from agenthost.agent.messages import input_rows, new_message
+from agenthost.agent.messages import input_messages, new_message
+from agenthost.agent.persistence import StoredMessage
+from agenthost.agent.run_request import RunRequest
 from agenthost.db.messages import message_view
-from agenthost.db.rows import MessageRow, RunRow
+from agenthost.db.rows import MessageRow
 from agenthost.db.types import utcnow
 from agenthost.ids import new_id
 from agenthost.schemas.common import MessageType
@@ -44,27 +46,33 @@ STATS = CompactionStats(
 )
 
 
-def _written_rows() -> list[MessageRow]:
-    """One row of each message type, built as the code that writes it builds it."""
-    run = RunRow(id="run-a", agent_id="agent-x")
-    user, system, assistant = input_rows(
+def _inputs(*inputs: dict[str, object]) -> list[Any]:
+    return list(RunRequest.model_validate({"inputs": list(inputs)}).inputs)
+
+
+def _written_rows() -> list[StoredMessage]:
+    """One message of each type, built as the code that writes it builds it."""
+    run = "run-a"
+    user, system, assistant = input_messages(
         run,
-        [
+        "agent-x",
+        _inputs(
             {"type": "message", "role": "user", "content": "hi", "otid": "o-1"},
             {"type": "message", "role": "system", "content": "be brief"},
             {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "earlier"}]},
-        ],
+        ),
         None,
     )[0]
     request = new_message(run, "agent-x", ApprovalRequestMessageBody.of([CALL]), client_tool_names=["x"])
-    answer, tool_return = input_rows(
+    answer, tool_return = input_messages(
         run,
-        [
+        "agent-x",
+        _inputs(
             {
                 "type": "tool_return",
                 "tool_returns": [{"tool_call_id": "c1", "status": "success", "tool_return": "9"}],
             }
-        ],
+        ),
         request,
     )[0]
     return [
@@ -94,7 +102,7 @@ def test_every_message_type_has_a_model() -> None:
 
 
 @pytest.mark.parametrize("row", _written_rows(), ids=lambda r: r.message_type)
-def test_a_written_message_round_trips_and_parses_as_the_sdk_type(row: MessageRow) -> None:
+def test_a_written_message_round_trips_and_parses_as_the_sdk_type(row: StoredMessage) -> None:
     row.seq = 7
     view = message_view(row)
     assert view.message_type == row.message_type

@@ -21,9 +21,7 @@ from typing import Any
 
 from agenthost.agent.context import ASSISTANT_SIDE
 from agenthost.agent.messages import new_message
-from agenthost.agent.store import ContextState, RunStore
-from agenthost.agent.token_log import TokenLog
-from agenthost.db.rows import MessageRow
+from agenthost.agent.persistence import ContextState, RunHandle, RunPersistence, StoredMessage, TokenStream
 from agenthost.ids import new_id
 from agenthost.llm.base import LLMClient, LLMRequest
 from agenthost.llm.tokens import CHARS_PER_TOKEN, estimate_text
@@ -71,7 +69,7 @@ class Compaction:
     messages_before: int
     messages_after: int
     tokens_before: int | None
-    rows: list[MessageRow]
+    messages: list[StoredMessage]
 
 
 def reserve_tokens(context_window: int, max_tokens: int | None) -> int:
@@ -80,14 +78,13 @@ def reserve_tokens(context_window: int, max_tokens: int | None) -> int:
 
 
 class Compactor:
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunPersistence) -> None:
         self._store = store
 
     async def compact(
         self,
+        run: RunHandle,
         *,
-        run_id: str,
-        agent_id: str,
         client: LLMClient,
         model: str,
         context_window: int,
@@ -95,14 +92,12 @@ class Compactor:
         options: CompactionOptions,
         step_id: str | None = None,
         tokens_before: int | None = None,
-        attempt: int = 1,
-        token_log: TokenLog | None = None,
-        conversation_id: str | None = None,
+        token_log: TokenStream | None = None,
     ) -> Compaction | None:
         """Summarise and evict the oldest in-context messages; ``None`` when there is nothing to evict
         (or another compaction of this agent got there first)."""
-        state = await self._store.context_rows(agent_id, conversation_id)
-        rows = state.rows
+        state = await self._store.context(run.thread)
+        rows = state.messages
         cut = _cut_index(state, context_window, options)
         if cut <= 0:
             return None
@@ -118,31 +113,31 @@ class Compactor:
         )
         records = [
             new_message(
-                run_id,
-                agent_id,
+                run.run_id,
+                run.agent_id,
                 SummaryMessageBody(summary=summary, compaction_stats=stats),
                 step_id=step_id,
                 otid=new_id("otid"),
             ),
             new_message(
-                run_id,
-                agent_id,
+                run.run_id,
+                run.agent_id,
                 EventMessageBody(event_type="compaction", event_data=stats.model_dump()),
                 step_id=step_id,
                 otid=new_id("otid"),
             ),
         ]
-        new_start = rows[cut].seq if cut < len(rows) else rows[-1].seq + 1
+        kept = rows[cut] if cut < len(rows) else None
+        last_seq = rows[-1].seq
+        assert last_seq is not None and (kept is None or kept.seq is not None)  # read from the store
+        new_start = kept.seq if kept is not None and kept.seq is not None else last_seq + 1
         if not await self._store.apply_compaction(
-            run_id,
-            agent_id,
+            run,
             state.start_seq,
             new_start,
             summary,
             records,
-            attempt=attempt,
             token_log=token_log,
-            conversation_id=conversation_id,
         ):
             return None
         return Compaction(summary, before, after, tokens_before, records)
@@ -207,7 +202,7 @@ class Compactor:
 
 def _cut_index(state: ContextState, context_window: int, options: CompactionOptions) -> int:
     """How many of the oldest in-context rows to evict (0: none)."""
-    rows = state.rows
+    rows = state.messages
     if not rows:
         return 0
     limit = len(rows)
@@ -246,11 +241,11 @@ def _is_boundary(rows: Sequence[Any], i: int) -> bool:
     return bool(row.message_type != "tool_return_message")
 
 
-def _row_tokens(row: Any) -> int:
+def _row_tokens(row: StoredMessage) -> int:
     return estimate_text(json.dumps(row.body, separators=(",", ":"))) + 4
 
 
-def _transcript_line(row: Any) -> str | None:
+def _transcript_line(row: StoredMessage) -> str | None:
     if row.message_type not in _TRANSCRIBED:
         return None
     body = parse_body(row.message_type, row.body)

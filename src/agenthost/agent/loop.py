@@ -2,7 +2,8 @@
 
 A plain-text answer ends the turn (``end_turn``); tool calls are executed and the loop continues; a
 call to a client-side tool pauses the run for the client (``requires_approval``); ``max_steps`` bounds
-it. Each step commits atomically (step row, messages, memory edits) through ``RunStore``.
+it. Each step commits atomically (step record, messages, memory edits) through the loop's persistence
+(``agent/persistence.py``), which fences every write on the run's ownership.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import replace
 from typing import Any
 
 from agenthost.agent.compaction import (
-    DEFAULT_CLIP_CHARS,
     KEEP_FRACTION,
     CompactionOptions,
     Compactor,
@@ -22,20 +22,24 @@ from agenthost.agent.compaction import (
 )
 from agenthost.agent.context import llm_messages, reasoning_dict, summary_message
 from agenthost.agent.control import RunControl, RunInterrupted
-from agenthost.agent.executor import ToolExecutor
 from agenthost.agent.messages import new_message
+from agenthost.agent.persistence import (
+    Committed,
+    Ending,
+    Rejected,
+    RunPersistence,
+    StartedRun,
+    StepRecord,
+    StoredMessage,
+)
 from agenthost.agent.prompt import compile_system
 from agenthost.agent.run_state import RunState
-from agenthost.agent.store import Rejected, RunStore, StartedRun, StepRecord
-from agenthost.agent.tool_calls import ToolCalls, call_row
-from agenthost.agent.turn import Turn, required_reminder
-from agenthost.db.rows import MessageRow
+from agenthost.agent.tool_calls import ToolCalls, call_message
 from agenthost.errors import AgentHostError
 from agenthost.ids import new_id
 from agenthost.llm.base import LLMClient, LLMError, LLMRequest, LLMResponse, LLMToolCall
 from agenthost.llm.providers import Providers
 from agenthost.llm.tokens import estimate_tokens
-from agenthost.runs.lifecycle import Committed, Ending
 from agenthost.schemas.letta_messages import (
     ApprovalRequestMessageBody,
     AssistantMessageBody,
@@ -44,6 +48,8 @@ from agenthost.schemas.letta_messages import (
     ReasoningMessageBody,
     ToolCall,
 )
+from agenthost.tools.executor import ToolExecutor
+from agenthost.tools.toolset import Toolset, required_reminder
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +60,11 @@ SHUTDOWN_REASON = "the server shut down while this run was in progress"
 
 
 class AgentLoop:
+    """Executes runs: ``execute`` takes one queued run to a terminal state."""
+
     def __init__(
         self,
-        store: RunStore,
+        store: RunPersistence,
         providers: Providers,
         executor: ToolExecutor,
         on_finished: Callable[[str], None],
@@ -79,12 +87,12 @@ class AgentLoop:
         if isinstance(started, Rejected):
             self._ended(run_id, started.committed)
             return
-        state.attempt = started.attempt
-        if started.request.get("token_events"):
-            started.token_log = self._store.token_log(run_id, started.attempt)
+        state.attempt = started.handle.attempt
+        if started.request.token_events:
+            started.token_log = self._store.token_log(started.handle)
         committed: Committed | str
         try:
-            if "compaction" in started.request:
+            if started.request.compaction is not None:
                 committed = await self.compact_only(started, control)
             else:
                 committed = await self._steps(started, control, state)
@@ -98,8 +106,7 @@ class AgentLoop:
                 await self._finish(run_id, state.ending("cancelled"))
             else:
                 # Stopped at shutdown: re-queued if it has done nothing yet, as after a crash.
-                _outcome, committed_back = await self._store.hand_back(run_id, SHUTDOWN_REASON)
-                self._ended(run_id, committed_back)
+                self._ended(run_id, await self._store.hand_back(run_id, SHUTDOWN_REASON))
         except LLMError as exc:
             await self._finish(run_id, state.ending("llm_api_error", str(exc)))
         except AgentHostError as exc:
@@ -119,21 +126,24 @@ class AgentLoop:
             self._on_finished(run_id)
 
     async def _commit(
-        self, run: StartedRun, step: StepRecord, rows: list[MessageRow], state: RunState, **kwargs: Any
+        self,
+        run: StartedRun,
+        step: StepRecord,
+        messages: list[StoredMessage],
+        state: RunState,
+        *,
+        pending_approval_id: str | None = None,
     ) -> Committed:
         """Commit a step; a step with a ``stop_reason`` ends the run in the same transaction."""
         ending = state.ending(step.stop_reason) if step.stop_reason is not None else None
         committed = await self._store.commit_step(
-            run.run_id,
-            run.agent.id,
+            run.handle,
             step,
-            rows,
+            messages,
             run.blocks,
+            pending_approval_id=pending_approval_id,
             ending=ending,
-            attempt=run.attempt,
             token_log=run.token_log,
-            conversation_id=run.conversation_id,
-            **kwargs,
         )
         if committed is None:
             raise RunInterrupted("cancelled")
@@ -142,12 +152,21 @@ class AgentLoop:
     async def _steps(self, run: StartedRun, control: RunControl, state: RunState) -> Committed | str:
         """The steps; returns the final commit, or a stop reason still to be written (``max_steps``)."""
         request = run.request
-        state.want_logprobs = bool(request.get("return_logprobs"))
-        state.want_turns = bool(request.get("return_token_ids"))
-        handle = request.get("override_model") or run.agent.model
+        state.want_logprobs = request.return_logprobs
+        state.want_turns = request.return_token_ids
+        handle = request.override_model or run.agent.model
         client, model = self._providers.resolve(handle)
-        turn = Turn(run, request)
-        thinking = _flag(request.get("enable_thinking"), default=True)
+        agent = run.agent
+        turn = Toolset(
+            agent.id,
+            agent.tools,
+            agent.tool_rules,
+            run.blocks,
+            agent.env,
+            client_tools=request.client_tools,
+            send_tool=request.assistant_message_tool_name,
+        )
+        thinking = request.thinking()
         history = llm_messages(run.history, run.images)
 
         def new_step() -> StepRecord:
@@ -168,8 +187,7 @@ class AgentLoop:
                 return committed
             history.extend(results)
 
-        max_steps = int(request.get("max_steps") or 50)
-        for _ in range(max_steps):
+        for _ in range(request.max_steps):
             control.check()
             names = list(turn.specs)
             allowed = turn.solver.allowed_tools(names)
@@ -177,8 +195,8 @@ class AgentLoop:
             if names and not allowed and must_call:
                 # The rules leave nothing callable, yet demand a call: the rules end the run.
                 return "tool_rule"
-            system = request.get("override_system") or compile_system(
-                run.agent.system, run.blocks, request.get("client_skills") or ()
+            system = request.override_system or compile_system(
+                run.agent.system, run.blocks, request.client_skills or ()
             )
             llm_request = LLMRequest(
                 model=model,
@@ -189,7 +207,7 @@ class AgentLoop:
                 enable_thinking=thinking,
                 reasoning_budget_tokens=self._thinking_budget,
                 return_logprobs=state.want_logprobs,
-                top_logprobs=request.get("top_logprobs"),
+                top_logprobs=request.top_logprobs,
                 return_token_ids=state.want_turns,
             )
             overflow = await self._fit_context(run, control, client, model, llm_request, system, history)
@@ -207,16 +225,7 @@ class AgentLoop:
                     {"message": str(exc), "status_code": exc.status_code},
                 )
                 # The failed step is recorded; the run ends with llm_api_error in `execute`.
-                await self._store.commit_step(
-                    run.run_id,
-                    run.agent.id,
-                    step,
-                    [],
-                    run.blocks,
-                    attempt=run.attempt,
-                    token_log=run.token_log,
-                    conversation_id=run.conversation_id,
-                )
+                await self._store.commit_step(run.handle, step, [], run.blocks, token_log=run.token_log)
                 raise
             if state.ttft_ns is None:
                 state.ttft_ns = time.monotonic_ns() - state.t0
@@ -228,7 +237,7 @@ class AgentLoop:
                 response.reasoning_tokens,
             )
 
-            rows, assistant = self._response_rows(run, step.step_id, response)
+            rows, assistant = self._response_messages(run, step.step_id, response)
             history.append(assistant)
             if not response.tool_calls:
                 missing = turn.solver.missing_before_exit()
@@ -281,25 +290,22 @@ class AgentLoop:
         for _ in range(MAX_COMPACTIONS_PER_STEP):
             compaction = await control.interruptible(
                 self._compactor.compact(
-                    run_id=run.run_id,
-                    agent_id=run.agent.id,
+                    run.handle,
                     client=client,
                     model=model,
                     context_window=window,
                     trigger="context_window_exceeded",
                     options=CompactionOptions(),
                     tokens_before=tokens,
-                    attempt=run.attempt,
                     token_log=run.token_log,
-                    conversation_id=run.conversation_id,
                 )
             )
             if compaction is None:
                 break
             # The kept messages are the newest rows of the context: rebuild the prompt from them.
-            state = await self._store.context_rows(run.agent.id, run.conversation_id)
-            run.agent.context_summary = state.summary
-            history[:] = llm_messages(state.rows, run.images)
+            context = await self._store.context(run.handle.thread)
+            run.agent.context_summary = context.summary
+            history[:] = llm_messages(context.messages, run.images)
             llm_request.messages = self._prompt(run, system, history)
             tokens = await control.interruptible(client.count_tokens(llm_request))
             if tokens <= limit:
@@ -311,25 +317,22 @@ class AgentLoop:
 
     async def compact_only(self, run: StartedRun, control: RunControl) -> str:
         """A forced compaction (``agents.messages.compact``): no LLM turn, only the summary."""
-        options = dict(run.request["compaction"])
-        handle = options.get("model") or run.agent.model
-        client, model = self._providers.resolve(handle)
+        settings = run.request.compaction
+        assert settings is not None
+        client, model = self._providers.resolve(settings.model or run.agent.model)
         await control.interruptible(
             self._compactor.compact(
-                run_id=run.run_id,
-                agent_id=run.agent.id,
+                run.handle,
                 client=client,
                 model=model,
                 context_window=run.agent.context_window,
                 trigger="manual",
-                attempt=run.attempt,
                 token_log=run.token_log,
-                conversation_id=run.conversation_id,
                 options=CompactionOptions(
-                    mode=options.get("mode") or "sliding_window",
-                    keep_fraction=options.get("sliding_window_percentage") or KEEP_FRACTION,
-                    prompt=options.get("prompt"),
-                    clip_chars=options.get("clip_chars", DEFAULT_CLIP_CHARS),
+                    mode=settings.mode or "sliding_window",
+                    keep_fraction=settings.sliding_window_percentage or KEEP_FRACTION,
+                    prompt=settings.prompt,
+                    clip_chars=settings.clip_chars,
                 ),
             )
         )
@@ -339,10 +342,10 @@ class AgentLoop:
         self,
         run: StartedRun,
         control: RunControl,
-        turn: Turn,
+        turn: Toolset,
         step: StepRecord,
         response: LLMResponse,
-        rows: list[MessageRow],
+        rows: list[StoredMessage],
         history: list[dict[str, Any]],
         state: RunState,
     ) -> Committed:
@@ -352,7 +355,7 @@ class AgentLoop:
         ready = [c for c in calls if not turn.needs_human(c["name"])]
         exec_rows, results, executed = await self._tool_calls.run(run, control, turn, step.step_id, ready)
         # Call rows after execution: a run-first prefill may have changed a call's arguments.
-        rows.extend(call_row(run, step.step_id, call) for call in ready)
+        rows.extend(call_message(run, step.step_id, call) for call in ready)
         pending_id = None
         if held:
             client_names = [c["name"] for c in held if c["name"] not in turn.server_tools]
@@ -380,12 +383,13 @@ class AgentLoop:
             step.stop_reason = "end_turn"
         return await self._commit(run, step, rows, state, pending_approval_id=pending_id)
 
-    def _response_rows(
+    def _response_messages(
         self, run: StartedRun, step_id: str, response: LLMResponse
-    ) -> tuple[list[MessageRow], dict[str, Any]]:
-        rows: list[MessageRow] = []
+    ) -> tuple[list[StoredMessage], dict[str, Any]]:
+        """The response's messages (reasoning, then text) and its turn in the LLM's chat format."""
+        rows: list[StoredMessage] = []
 
-        def message(body: MessageBody, streamed_as: tuple[str, int] | None) -> MessageRow:
+        def message(body: MessageBody, streamed_as: tuple[str, int] | None) -> StoredMessage:
             # A message streamed as deltas keeps the id (and otid) its deltas carried.
             ids = run.token_log.message_ids(*streamed_as) if run.token_log and streamed_as else None
             message_id, otid = ids if ids is not None else (None, new_id("otid"))
@@ -416,13 +420,6 @@ class AgentLoop:
                 for c in response.tool_calls
             ]
         return rows, assistant
-
-
-def _flag(value: Any, *, default: bool) -> bool:
-    """A boolean request field the wire types as a string (``enable_thinking``)."""
-    if value is None:
-        return default
-    return str(value).strip().lower() not in ("false", "0", "no", "off", "")
 
 
 def _call_dict(call: LLMToolCall) -> dict[str, Any]:

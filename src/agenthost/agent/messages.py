@@ -1,4 +1,4 @@
-"""Message rows the loop writes, and how a run's input becomes rows.
+"""The messages the loop writes, and how a run's input becomes messages.
 
 A run's input is checked against the agent's pending approval here: a plain message cannot pass a
 pending request, and an answer must cover every pending tool call.
@@ -7,16 +7,17 @@ pending request, and an answer must cover every pending tool call.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from agenthost.db.rows import MessageRow, RunRow
-from agenthost.db.types import utcnow
+from agenthost.agent.persistence import StoredMessage
 from agenthost.ids import new_id
 from agenthost.schemas.content import TextContent, ToolReturnPart
 from agenthost.schemas.letta_messages import (
     ApprovalRequestMessageBody,
     ApprovalResponseMessageBody,
+    ApprovalReturn,
     AssistantMessageBody,
     MessageBody,
     SystemMessageBody,
@@ -24,6 +25,12 @@ from agenthost.schemas.letta_messages import (
     ToolReturn,
     ToolReturnMessageBody,
     UserMessageBody,
+)
+from agenthost.schemas.messages import (
+    ApprovalCreate,
+    InputMessage,
+    MessageCreate,
+    MessageToolReturnCreate,
 )
 
 _INPUT_BODIES: dict[str, type[UserMessageBody | SystemMessageBody | AssistantMessageBody]] = {
@@ -34,7 +41,7 @@ _INPUT_BODIES: dict[str, type[UserMessageBody | SystemMessageBody | AssistantMes
 
 
 class PendingRequest(Protocol):
-    """The pending approval_request_message (an ORM row or a Core row with these columns)."""
+    """The pending approval_request_message (a stored message, or a row with these columns)."""
 
     id: str
     body: dict[str, Any]
@@ -42,7 +49,7 @@ class PendingRequest(Protocol):
 
 
 def new_message(
-    run: RunRow | str,
+    run_id: str,
     agent_id: str,
     body: MessageBody,
     *,
@@ -52,18 +59,18 @@ def new_message(
     created_at: datetime | None = None,
     message_id: str | None = None,
     client_tool_names: list[str] | None = None,
-) -> MessageRow:
-    """The row of a message of ``body``'s type."""
-    return MessageRow(
+) -> StoredMessage:
+    """A new message of ``body``'s type."""
+    return StoredMessage(
         id=message_id or new_id("message"),
         agent_id=agent_id,
-        run_id=run if isinstance(run, str) else run.id,
+        run_id=run_id,
         step_id=step_id,
         message_type=body.kind,
         otid=otid,
         body=body.stored(),
         is_err=is_err,
-        created_at=created_at or utcnow(),
+        created_at=created_at or datetime.now(UTC),
         client_tool_names=client_tool_names,
     )
 
@@ -76,13 +83,14 @@ def client_tool_names(pending: PendingRequest) -> set[str]:
     return set(pending.body.get("_client_tool_names") or ())
 
 
-def input_rows(
-    run: RunRow, inputs: list[dict[str, Any]], pending: PendingRequest | None
-) -> tuple[list[MessageRow], list[dict[str, Any]]]:
-    """The rows a run's input becomes, checked against the agent's pending approval (if any)."""
-    rows: list[MessageRow] = []
+def input_messages(
+    run_id: str, agent_id: str, inputs: Sequence[InputMessage], pending: PendingRequest | None
+) -> tuple[list[StoredMessage], list[dict[str, Any]]]:
+    """The messages a run's input becomes, checked against the thread's pending approval (if any), and
+    the server-side tool calls the input approved (run before the run's first LLM call)."""
+    messages: list[StoredMessage] = []
     approved: list[dict[str, Any]] = []
-    answers_approval = any(m.get("type") in ("approval", "tool_return") for m in inputs)
+    answers_approval = any(not isinstance(m, MessageCreate) for m in inputs)
     if pending is not None and not answers_approval:
         raise ValueError(
             f"PENDING_APPROVAL: the agent is waiting for an answer to approval request '{pending.id}'"
@@ -95,29 +103,27 @@ def input_rows(
         request = ApprovalRequestMessageBody.model_validate(pending.body)
         pending_calls = {c.tool_call_id: c for c in request.calls()}
         client_tools = client_tool_names(pending)
+
+    def tool_return(call: ToolCall, status: Literal["success", "error"], text: str, **out: Any) -> None:
+        body = ToolReturnMessageBody.of(call.tool_call_id, call.name, status, text, **out)
+        messages.append(new_message(run_id, agent_id, body, is_err=status == "error"))
+
     answered: set[str] = set()
     for message in inputs:
-        kind = message.get("type") or "message"
-        if kind == "message":
-            body = _INPUT_BODIES[message["role"]].model_validate(
-                {
-                    "content": message["content"],
-                    "name": message.get("name"),
-                    "sender_id": message.get("sender_id"),
-                }
+        if isinstance(message, MessageCreate):
+            body = _INPUT_BODIES[message.role](
+                content=message.content, name=message.name, sender_id=message.sender_id
             )
-            rows.append(new_message(run, run.agent_id, body, otid=message.get("otid")))
+            messages.append(new_message(run_id, agent_id, body, otid=message.otid))
             continue
-        response = ApprovalResponseMessageBody.model_validate(
-            {
-                "approvals": _approval_items(message, list(pending_calls)),
-                "approve": message.get("approve"),
-                "approval_request_id": message.get("approval_request_id")
-                or (pending.id if pending else None),
-                "reason": message.get("reason"),
-            }
+        response = ApprovalResponseMessageBody(
+            approvals=_approval_items(message, list(pending_calls)),
+            approve=message.approve if isinstance(message, ApprovalCreate) else None,
+            approval_request_id=(message.approval_request_id if isinstance(message, ApprovalCreate) else None)
+            or (pending.id if pending else None),
+            reason=message.reason if isinstance(message, ApprovalCreate) else None,
         )
-        rows.append(new_message(run, run.agent_id, response, otid=message.get("otid")))
+        messages.append(new_message(run_id, agent_id, response, otid=message.otid))
         for item in response.approvals or ():
             call_id = item.tool_call_id
             if call_id not in pending_calls:
@@ -127,11 +133,8 @@ def input_rows(
             answered.add(call_id)
             call = pending_calls[call_id]
             if isinstance(item, ToolReturn):
-                rows.append(
-                    _tool_return_row(
-                        run, call, item.status, _return_text(item.tool_return), item.stdout, item.stderr
-                    )
-                )
+                text = _return_text(item.tool_return)
+                tool_return(call, item.status, text, stdout=item.stdout, stderr=item.stderr)
             elif item.approve:
                 if call.name in client_tools:
                     raise ValueError(
@@ -142,27 +145,27 @@ def input_rows(
                 approved.append(call.model_dump())
             else:
                 reason = item.reason
-                text = "The user denied this tool call." + (f" Reason: {reason}" if reason else "")
-                rows.append(_tool_return_row(run, call, "error", text, None, None))
+                tool_return(
+                    call,
+                    "error",
+                    "The user denied this tool call." + (f" Reason: {reason}" if reason else ""),
+                )
     missing = set(pending_calls) - answered
     if pending is not None and missing:
         raise ValueError(f"every pending tool call must be answered together; missing: {sorted(missing)}")
-    return rows, approved
+    return messages, approved
 
 
-def _approval_items(message: dict[str, Any], pending_ids: list[str]) -> list[dict[str, Any]]:
-    if message.get("type") == "tool_return":
-        return [dict(r, type="tool") for r in message["tool_returns"]]
-    if message.get("approvals"):
-        return list(message["approvals"])
+def _approval_items(
+    message: ApprovalCreate | MessageToolReturnCreate, pending_ids: list[str]
+) -> list[ApprovalReturn | ToolReturn]:
+    if isinstance(message, MessageToolReturnCreate):
+        return list(message.tool_returns)
+    if message.approvals:
+        return list(message.approvals)
     # Legacy form: one approve/deny for every pending call.
     return [
-        {
-            "type": "approval",
-            "tool_call_id": cid,
-            "approve": bool(message.get("approve")),
-            "reason": message.get("reason"),
-        }
+        ApprovalReturn(tool_call_id=cid, approve=bool(message.approve), reason=message.reason)
         for cid in pending_ids
     ]
 
@@ -173,20 +176,4 @@ def _return_text(value: str | list[ToolReturnPart]) -> str:
     return "\n".join(
         p.text if isinstance(p, TextContent) else json.dumps(p.model_dump(mode="json", exclude_none=True))
         for p in value
-    )
-
-
-def _tool_return_row(
-    run: RunRow,
-    call: ToolCall,
-    status: Literal["success", "error"],
-    text: str,
-    stdout: list[str] | None,
-    stderr: list[str] | None,
-) -> MessageRow:
-    return new_message(
-        run,
-        run.agent_id,
-        ToolReturnMessageBody.of(call.tool_call_id, call.name, status, text, stdout, stderr),
-        is_err=status == "error",
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+
+from agenthost.schemas.messages import ClientSkill
+from agenthost.tools.memory import BlockState
 
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with a persistent memory. Your core memory is made of the blocks "
@@ -15,24 +16,7 @@ DEFAULT_SYSTEM = (
 )
 
 
-@dataclass(slots=True)
-class BlockState:
-    """A memory block as the loop holds it while a run executes."""
-
-    id: str
-    label: str
-    value: str
-    limit: int
-    description: str | None
-    read_only: bool
-    changed: bool = False
-    # The value as last read from or written to the database, and the edits made since (tool name,
-    # arguments): a commit applies them again to the block's current value (``agent/tools.py``).
-    base: str | None = None
-    edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-def compile_system(system: str, blocks: Sequence[BlockState], skills: Sequence[dict[str, Any]] = ()) -> str:
+def compile_system(system: str, blocks: Sequence[BlockState], skills: Sequence[ClientSkill] = ()) -> str:
     parts = [system.rstrip()]
     if blocks:
         parts.append("<memory_blocks>\nThese memory blocks are your core memory:\n")
@@ -47,6 +31,6 @@ def compile_system(system: str, blocks: Sequence[BlockState], skills: Sequence[d
             )
         parts.append("</memory_blocks>")
     if skills:
-        lines = [f"- {s['name']}: {s['description']} (location: {s['location']})" for s in skills]
+        lines = [f"- {s.name}: {s.description} (location: {s.location})" for s in skills]
         parts.append("<available_skills>\n" + "\n".join(lines) + "\n</available_skills>")
     return "\n\n".join(parts)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agenthost.agent.persistence import Ending
 from agenthost.llm.base import LLMResponse
-from agenthost.runs.lifecycle import Ending
 
 
 class RunState:

@@ -3,7 +3,7 @@ before it runs; a stretch of parallel-safe custom tools at once.
 
 Before the first server-side tool with effects outside the step's transaction (custom tools, archival
 inserts), the run records ``effects_started``: from then on a run whose worker dies is failed, not
-re-queued (``engine/handback.py``), so such a tool never runs twice for one message.
+re-queued (``db/run_lifecycle.py``'s hand-back), so such a tool never runs twice for one message.
 """
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ import json
 from typing import Any
 
 from agenthost.agent.control import RunControl, RunInterrupted
-from agenthost.agent.executor import AgentTool, ToolExecutor, ToolOutcome
 from agenthost.agent.messages import new_message
-from agenthost.agent.store import RunStore, StartedRun
-from agenthost.agent.turn import Turn, batches
-from agenthost.db.rows import MessageRow
+from agenthost.agent.persistence import RunPersistence, StartedRun, StoredMessage
 from agenthost.ids import new_id
 from agenthost.schemas.letta_messages import ToolCall, ToolCallMessageBody, ToolReturnMessageBody
+from agenthost.tools.executor import AgentTool, ToolExecutor, ToolOutcome
+from agenthost.tools.toolset import Toolset, batches
 
 SEND_MESSAGE_RESULT = "Sent message successfully."
 
 
 class ToolCalls:
-    def __init__(self, store: RunStore, executor: ToolExecutor) -> None:
+    """The loop's execution of one LLM response's tool calls (``tools/`` says what each tool does)."""
+
+    def __init__(self, store: RunPersistence, executor: ToolExecutor) -> None:
         self._store = store
         self._executor = executor
 
@@ -33,12 +34,12 @@ class ToolCalls:
         self,
         run: StartedRun,
         control: RunControl,
-        turn: Turn,
+        turn: Toolset,
         step_id: str | None,
         calls: list[dict[str, Any]],
         *,
         approved: bool = False,
-    ) -> tuple[list[MessageRow], list[dict[str, Any]], list[str]]:
+    ) -> tuple[list[StoredMessage], list[dict[str, Any]], list[str]]:
         """Run the calls in order, each checked against the tool rules just before it runs and
         recorded just after; a stretch of parallel-safe custom tools is checked, then run at once.
 
@@ -46,7 +47,7 @@ class ToolCalls:
         the rules refuse does not run: its return is the refusal. ``approved`` calls were let through
         by a human after the rules had already allowed them.
         """
-        rows: list[MessageRow] = []
+        rows: list[StoredMessage] = []
         results: list[dict[str, Any]] = []
         executed: list[str] = []
         for batch in batches(calls, turn):
@@ -75,7 +76,7 @@ class ToolCalls:
         return rows, results, executed
 
     async def _one(
-        self, run: StartedRun, control: RunControl, turn: Turn, call: dict[str, Any]
+        self, run: StartedRun, control: RunControl, turn: Toolset, call: dict[str, Any]
     ) -> ToolOutcome:
         name = call["name"]
         try:
@@ -91,7 +92,7 @@ class ToolCalls:
         if tool is not None:
             if _has_effects(tool) and not run.effects_started:
                 # Before the first effect: a worker dying past this point cannot hand the run back.
-                if not await self._store.effects_starting(run.run_id, run.attempt):
+                if not await self._store.effects_starting(run.handle):
                     raise RunInterrupted("cancelled")
                 run.effects_started = True
             return await control.interruptible(self._executor.execute(tool, args, turn.context))
@@ -100,7 +101,7 @@ class ToolCalls:
         return ToolOutcome("error", f"tool '{name}' does not exist; available tools: {sorted(turn.specs)}")
 
 
-def call_row(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> MessageRow:
+def call_message(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> StoredMessage:
     return new_message(
         run.run_id,
         run.agent.id,
@@ -112,7 +113,7 @@ def call_row(run: StartedRun, step_id: str | None, call: dict[str, Any]) -> Mess
 
 def _return_row(
     run: StartedRun, step_id: str | None, call: dict[str, Any], outcome: ToolOutcome
-) -> MessageRow:
+) -> StoredMessage:
     return new_message(
         run.run_id,
         run.agent.id,

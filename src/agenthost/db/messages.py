@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, and_, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from agenthost.agent.persistence import StoredMessage
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import MessageRow
 from agenthost.pages import Page
@@ -78,7 +79,7 @@ async def thread_history_page(
     return [message_view(row) for row in await paginate(session, MessageRow, stmt, page)]
 
 
-def message_view(row: MessageRow) -> LettaMessage:
+def message_view(row: MessageRow | StoredMessage) -> LettaMessage:
     """The message a row stores, read with the model of its type."""
     return LETTA_MESSAGE.validate_python(_fields(row))
 
@@ -88,7 +89,7 @@ def pending_approval_view(row: MessageRow) -> ApprovalRequestMessage:
     return ApprovalRequestMessage.model_validate(_fields(row))
 
 
-def _fields(row: MessageRow) -> dict[str, object]:
+def _fields(row: MessageRow | StoredMessage) -> dict[str, object]:
     return {
         **row.body,
         "id": row.id,
@@ -100,3 +101,29 @@ def _fields(row: MessageRow) -> dict[str, object]:
         "is_err": row.is_err or None,
         "seq_id": row.seq,
     }
+
+
+_MESSAGE_COLUMNS = (
+    "id",
+    "agent_id",
+    "run_id",
+    "conversation_id",
+    "step_id",
+    "message_type",
+    "otid",
+    "body",
+    "is_err",
+    "created_at",
+    "client_tool_names",
+)
+_INSERT = insert(MessageRow)
+
+
+async def insert_messages(
+    conn: AsyncConnection | AsyncSession, messages: list[StoredMessage], conversation_id: str | None
+) -> None:
+    """Store new messages in a thread (``conversation_id``; None: the agent's default thread)."""
+    for message in messages:
+        message.conversation_id = conversation_id
+    if messages:
+        await conn.execute(_INSERT, [{c: getattr(m, c) for c in _MESSAGE_COLUMNS} for m in messages])

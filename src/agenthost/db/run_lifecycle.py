@@ -1,18 +1,34 @@
-"""The only code that writes a run's status: one function per transition of ``runs/lifecycle.py``.
+"""The run lifecycle: a run's statuses, the transitions between them, and the only code that writes them.
 
-Each takes the caller's connection (it joins the caller's transaction) and writes nothing when the run is
-not in a state the transition starts from. Whenever a run becomes terminal, here and only here, the
-same bookkeeping follows: the agent's last stop reason, time and duration; the run's followers woken
-(``pg_notify`` in the transaction on PostgreSQL; the caller wakes this process's own); the run's
-callback marked pending when it has a callback URL (the caller hands the run to the dispatcher).
+```
+            claim             end (stop reason → status)
+  created ────────► running ─────────────────────────────► completed | failed | cancelled
+     ▲  │              │ │
+     │  │   requeue    │ │ cancel, fail (hand-back that may not re-queue)
+     │  └──────────────┼─┼──► cancelled | failed
+     └─────────────────┘ │
+                         └─ fence (running → running: "does this execution still own the run?")
+```
+
+Each transition is one function here; each takes the caller's connection (it joins the caller's
+transaction) and writes nothing when the run is not in a status the transition starts from. Whenever a
+run becomes terminal, here and only here, the same bookkeeping follows: the agent's last stop reason,
+time and duration; the run's followers woken (``pg_notify`` in the transaction on PostgreSQL; the caller
+wakes this process's own); the run's callback marked pending when it has a callback URL (the caller
+hands the run to the dispatcher).
 
 An execution owns its run while the run is ``running`` with the execution's attempt number; its writes
 after the claim are fenced on that (``owns_run``), so once a run is cancelled, failed or re-queued
 (which raises the attempt), nothing a late or presumed-dead execution produces can land.
+
+The state machine is pure data and policy (``TRANSITIONS``, ``status_for``, ``hand_back_verdict``); it
+lives with the SQL that applies it so that one module owns a run's status. Every layer that needs a
+status or a set of them (the engines, the run use cases) imports them from here.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,22 +38,92 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from agenthost.agent.persistence import Committed, Ending
 from agenthost.db.rows import AgentRow, MessageRow, RunRow, StepRow
 from agenthost.db.signals import notify_in
 from agenthost.db.threads import set_pending_approval
 from agenthost.db.types import utcnow
-from agenthost.runs.lifecycle import (
-    TRANSITIONS,
-    Committed,
-    Ending,
-    RunStatus,
-    Transition,
-    hand_back_verdict,
-    status_for,
-)
 from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)
+
+
+class RunStatus(enum.StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.CREATED, RunStatus.RUNNING})
+TERMINAL: frozenset[RunStatus] = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class Transition(enum.StrEnum):
+    CREATE = "create"  # the request is accepted: a new run, queued
+    CLAIM = "claim"  # an execution starts the run
+    FENCE = "fence"  # an execution's write, allowed only while it owns the run
+    END = "end"  # the execution ends the run; the stop reason decides the status
+    CANCEL = "cancel"  # a client cancels the run, queued or running
+    REQUEUE = "requeue"  # a stopped execution had done nothing yet: the run waits again (attempt + 1)
+    FAIL = "fail"  # a stopped execution may have had effects (or ran out of attempts)
+
+
+# transition → (the statuses it starts from, the statuses it may lead to). CREATE starts from nothing.
+TRANSITIONS: dict[Transition, tuple[frozenset[RunStatus], frozenset[RunStatus]]] = {
+    Transition.CREATE: (frozenset(), frozenset({RunStatus.CREATED})),
+    Transition.CLAIM: (frozenset({RunStatus.CREATED}), frozenset({RunStatus.RUNNING})),
+    Transition.FENCE: (frozenset({RunStatus.RUNNING}), frozenset({RunStatus.RUNNING})),
+    Transition.END: (frozenset({RunStatus.RUNNING}), TERMINAL),
+    Transition.CANCEL: (ACTIVE, frozenset({RunStatus.CANCELLED})),
+    Transition.REQUEUE: (ACTIVE, frozenset({RunStatus.CREATED})),
+    Transition.FAIL: (ACTIVE, frozenset({RunStatus.FAILED})),
+}
+
+# Letta's stop reasons that make a run ``failed``; every other one but ``cancelled`` completes it.
+ERROR_STOP_REASONS = frozenset(
+    {
+        "error",
+        "llm_api_error",
+        "invalid_llm_response",
+        "invalid_tool_call",
+        "insufficient_credits",
+        "context_window_overflow_in_system_prompt",
+        "max_tokens_exceeded",
+        "no_tool_call",
+    }
+)
+
+# Executions a run may start (the first and its re-queues) before a hand-back fails it instead: a run
+# that brings down every process that starts it must not go round forever.
+MAX_ATTEMPTS = 3
+
+
+def status_for(stop_reason: str) -> RunStatus:
+    """Letta's mapping from stop reason to run status."""
+    if stop_reason == "cancelled":
+        return RunStatus.CANCELLED
+    return RunStatus.FAILED if stop_reason in ERROR_STOP_REASONS else RunStatus.COMPLETED
+
+
+HandBack = Literal["requeue", "fail"]
+
+
+def hand_back_verdict(*, had_steps: bool, effects_started: bool, attempt: int) -> tuple[HandBack, str]:
+    """What becomes of a run whose execution stopped without ending it (a crash, a shutdown past the
+    grace period, an error outside the loop), and why.
+
+    Re-queue is safe only before the run's first committed step and before its first server-side tool
+    with effects: then nothing it did outlives it. Otherwise, or after ``MAX_ATTEMPTS`` executions, the
+    run fails, with the reason it was not retried.
+    """
+    if had_steps or effects_started:
+        return "fail", "it had committed steps or started tools with effects, so it was not retried"
+    if attempt >= MAX_ATTEMPTS:
+        return "fail", f"it had been attempted {attempt} times, so it was not retried again"
+    return "requeue", "nothing it did had effects yet"
+
 
 Conn = AsyncConnection | AsyncSession
 # Schedules a re-queued run again inside the hand-back's transaction (the distributed engine defers
@@ -189,7 +275,7 @@ async def hand_back(
     reschedule: Reschedule | None,
 ) -> tuple[HandBackOutcome, Committed | None]:
     """(requeue | fail) A run whose execution stopped without ending it: re-queued when nothing it did can
-    have had effects, failed otherwise (``runs/lifecycle.py``'s ``hand_back_verdict``).
+    have had effects, failed otherwise (``hand_back_verdict``).
 
     Only if job ``job_id`` (None: any) still holds it, ``running`` or (with a job id: the worker took
     the job but never started the run) ``created``. A re-queued run's input rows are removed (the

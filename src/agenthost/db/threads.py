@@ -41,7 +41,14 @@ def _history(conversation: bool) -> Select[Any]:
         else MessageRow.conversation_id.is_(None)
     )
     return (
-        select(MessageRow.seq, MessageRow.id, MessageRow.message_type, MessageRow.step_id, MessageRow.body)
+        select(
+            MessageRow.seq,
+            MessageRow.id,
+            MessageRow.run_id,
+            MessageRow.message_type,
+            MessageRow.step_id,
+            MessageRow.body,
+        )
         .where(MessageRow.agent_id == bindparam("aid"), thread, MessageRow.seq >= bindparam("start"))
         .order_by(MessageRow.seq)
     )
@@ -68,7 +75,7 @@ async def thread_state(
 async def thread_history(
     conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None, start: int | None
 ) -> list[Any]:
-    """The thread's in-context rows (seq, id, message_type, step_id, body), oldest first."""
+    """The thread's in-context rows (seq, id, run_id, message_type, step_id, body), oldest first."""
     params = {**thread_key(agent_id, conversation_id), "start": start or 0}
     return list((await conn.execute(_HISTORY[conversation_id is not None], params)).all())
 

@@ -33,12 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
+from agenthost.agent.persistence import Committed
 from agenthost.db import run_lifecycle
 from agenthost.db.database import Database
 from agenthost.db.rows import RunRow
+from agenthost.db.run_lifecycle import TERMINAL
 from agenthost.engine.base import RunEngine
 from agenthost.engine.jobs import HANDBACK_PRIORITY, QUEUE, TASK_NAME, defer_run, ensure_schema, new_app
-from agenthost.runs.lifecycle import TERMINAL, Committed
 from agenthost.settings import Settings
 from agenthost.thread import Thread
 

@@ -18,8 +18,8 @@ from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
 from agenthost.db import run_lifecycle
 from agenthost.db.database import Database
+from agenthost.db.run_lifecycle import TERMINAL
 from agenthost.engine.base import RunEngine
-from agenthost.runs.lifecycle import TERMINAL
 from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)

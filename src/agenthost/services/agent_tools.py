@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from agenthost.agent.executor import AgentTool, ToolContext, ToolExecutor
-from agenthost.agent.store import block_states, save_blocks
 from agenthost.db import agents as agents_db
 from agenthost.db import tools as tools_db
 from agenthost.db.database import Database, Session
+from agenthost.db.run_store import block_states, save_blocks
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.pages import Page
 from agenthost.schemas.tools import Tool, ToolExecutionResult
 from agenthost.services.tools import attach_tools, with_approval
+from agenthost.tools.executor import AgentTool, ToolContext, ToolExecutor
 
 
 class AgentToolService:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from agenthost.agent.builtin_tools import BASE_TOOL_NAMES
 from agenthost.agent.prompt import DEFAULT_SYSTEM
 from agenthost.db import agents as agents_db
 from agenthost.db import blocks as blocks_db
@@ -19,6 +18,7 @@ from agenthost.schemas.agents import AgentCreate, AgentState, AgentUpdate
 from agenthost.schemas.tools import Tool
 from agenthost.services.tools import attach_tools
 from agenthost.settings import Settings
+from agenthost.tools.builtin import BASE_TOOL_NAMES
 from agenthost.tools.rules import validate_tool_rules
 
 ALL_INCLUDES = ("agent.blocks", "agent.tools", "agent.tags", "agent.pending_approval", "agent.secrets")

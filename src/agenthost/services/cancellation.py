@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agenthost.agent.messages import new_message
 from agenthost.db.agents import get_agent_row
 from agenthost.db.database import Database
+from agenthost.db.messages import insert_messages
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunRow
-from agenthost.db.run_lifecycle import Cancelled, cancel_runs
+from agenthost.db.run_lifecycle import ACTIVE, Cancelled, cancel_runs
 from agenthost.engine.base import RunEngine
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
-from agenthost.runs.lifecycle import ACTIVE
 from agenthost.schemas.letta_messages import ApprovalRequestMessageBody, ToolReturnMessageBody
 from agenthost.services.callbacks import CallbackDispatcher
 from agenthost.services.runs import get_run_row
@@ -136,13 +136,14 @@ class RunCancellation:
         thread.pending_approval_id = None
         if pending is None:
             return
-        for call in ApprovalRequestMessageBody.model_validate(pending.body).calls():
-            answer = new_message(
+        answers = [
+            new_message(
                 pending.run_id or "",
                 pending.agent_id,
                 ToolReturnMessageBody.of(call.tool_call_id, call.name, "error", CANCELLED_TOOL_RETURN),
                 step_id=pending.step_id,
                 is_err=True,
             )
-            answer.conversation_id = pending.conversation_id
-            session.add(answer)
+            for call in ApprovalRequestMessageBody.model_validate(pending.body).calls()
+        ]
+        await insert_messages(session, answers, pending.conversation_id)

@@ -10,11 +10,12 @@ from sqlalchemy import Select, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agenthost.agent.messages import input_rows
+from agenthost.agent.messages import input_messages
+from agenthost.agent.run_request import RunRequest
 from agenthost.db.database import Database
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow, StepRow
-from agenthost.db.run_lifecycle import create_run
+from agenthost.db.run_lifecycle import ACTIVE, RunStatus, create_run
 from agenthost.db.runs import run_view, step_view
 from agenthost.db.threads import thread_state
 from agenthost.db.types import utcnow
@@ -30,10 +31,9 @@ from agenthost.errors import (
 from agenthost.ids import check_id, new_id
 from agenthost.llm.providers import Providers
 from agenthost.pages import Page
-from agenthost.runs.lifecycle import ACTIVE, RunStatus
 from agenthost.schemas.compaction import CompactionRequest, CompactionResponse, CompactionSettings
 from agenthost.schemas.letta_messages import LettaMessage
-from agenthost.schemas.messages import LettaResponse, MessageRequestBase
+from agenthost.schemas.messages import InputMessage, LettaResponse, MessageCreate, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.images import store_images
 from agenthost.services.results import run_result, run_usage, view_options
@@ -106,12 +106,12 @@ class RunService:
             check_id(conversation_id, "conv", ("body", "conversation_id"))
         if body.override_model:
             self._providers.resolve(body.override_model, loc=("body", "override_model"))
-        inputs = [m.model_dump(mode="json", exclude_none=True) for m in body.input_messages()]
-        otids = [m["otid"] for m in inputs if m.get("otid")]
+        run_request = RunRequest.of(body, token_events=token_events)
+        otids = [m.otid for m in run_request.inputs if m.otid]
         if len(otids) != len(set(otids)):
             seen: set[str] = set()
-            for i, message in enumerate(inputs):
-                otid = message.get("otid")
+            for i, message in enumerate(run_request.inputs):
+                otid = message.otid
                 if otid in seen:
                     raise InvalidArgument(
                         f"otid '{otid}' appears twice in this request; each message needs its own otid",
@@ -119,10 +119,9 @@ class RunService:
                     )
                 if otid:
                     seen.add(otid)
-        fields = body.model_dump(mode="json", exclude={"messages", "input"})
-        request = {**fields, "inputs": inputs}
-        if token_events:
-            request["token_events"] = True
+        request = run_request.stored()
+        # The dumped inputs: their inline images are stored as files before the run row is written.
+        inputs: list[dict[str, Any]] = request["inputs"]
         request_config = {
             "use_assistant_message": body.use_assistant_message,
             "assistant_message_tool_name": body.assistant_message_tool_name,
@@ -138,7 +137,9 @@ class RunService:
                     earlier = await self._replay(session, agent_id, otids)
                     if earlier is not None:
                         return run_view(earlier)
-                await self._check_approval_state(session, agent_id, conversation_id, pending_id, inputs)
+                await self._check_approval_state(
+                    session, agent_id, conversation_id, pending_id, run_request.inputs
+                )
                 await self._check_queue_bound(session, agent_id, conversation_id)
                 await store_images(session, agent_id, inputs)
                 # Built here and inserted with Core: the view needs no read-back, and the ORM unit of
@@ -310,9 +311,9 @@ class RunService:
         agent_id: str,
         conversation_id: str | None,
         pending_id: str | None,
-        inputs: list[dict[str, Any]],
+        inputs: Sequence[InputMessage],
     ) -> None:
-        answers = any(m.get("type") in ("approval", "tool_return") for m in inputs)
+        answers = any(not isinstance(m, MessageCreate) for m in inputs)
         pending = None
         if pending_id is not None:
             pending = await session.scalar(select(MessageRow).where(MessageRow.id == pending_id))
@@ -324,9 +325,8 @@ class RunService:
                 extra={"pending_request_id": pending.id},
             )
         if pending is not None:
-            probe = RunRow(id="run-probe", agent_id=agent_id)
             try:
-                input_rows(probe, inputs, pending)
+                input_messages("run-probe", agent_id, inputs, pending)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
         elif answers:

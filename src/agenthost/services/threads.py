@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agenthost.agent.prompt import compile_system
-from agenthost.agent.store import block_states
 from agenthost.db import agents as agents_db
 from agenthost.db import conversations as conversations_db
 from agenthost.db import threads as threads_db
 from agenthost.db.database import Database, Session
+from agenthost.db.run_store import block_states
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id
 from agenthost.schemas.runs import RetrieveStreamRequest

@@ -6,7 +6,6 @@ import re
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from agenthost.agent.builtin_tools import BUILTIN_TOOLS
 from agenthost.db import tools as tools_db
 from agenthost.db.database import ConstraintViolation, Database, Session
 from agenthost.db.types import utcnow
@@ -15,6 +14,7 @@ from agenthost.ids import new_id
 from agenthost.pages import Page
 from agenthost.schemas.tools import Tool, ToolCreate, ToolSearch, ToolSearchResult, ToolUpdate
 from agenthost.settings import Settings
+from agenthost.tools.builtin import BUILTIN_TOOLS
 from agenthost.tools.schema import check_json_schema, derive_tool, function_name
 
 # What a built-in tool lets a client change; its code and schema are the server's.

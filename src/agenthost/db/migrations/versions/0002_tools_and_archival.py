@@ -23,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-# The namespace of the built-in tools' stable ids (agenthost.agent.builtin_tools); frozen here.
+# The namespace of the built-in tools' stable ids (agenthost.tools.builtin); frozen here.
 _BUILTIN_NAMESPACE = uuid.UUID("8f1e7a52-3c55-4d7e-9a3e-0e6b9d0c2a11")
 
 

@@ -5,31 +5,39 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agenthost.agent.executor import AgentTool, ToolContext, ToolOutcome
-from agenthost.agent.store import StartedRun
 from agenthost.llm.base import ToolSpec
+from agenthost.schemas.messages import ClientTool
+from agenthost.tools.executor import AgentTool, ToolContext, ToolOutcome
+from agenthost.tools.memory import BlockState
 from agenthost.tools.rules import ToolRuleSolver
 
 
-class Turn:
+class Toolset:
     """What one run knows about its tools: specs by name, the rules' state, the execution context."""
 
-    def __init__(self, run: StartedRun, request: dict[str, Any]) -> None:
-        self.server_tools: dict[str, AgentTool] = {t.name: t for t in run.agent.tools}
-        self.client_tools: dict[str, dict[str, Any]] = {
-            t["name"]: t for t in request.get("client_tools") or []
-        }
+    def __init__(
+        self,
+        agent_id: str,
+        tools: list[AgentTool],
+        tool_rules: list[dict[str, Any]],
+        blocks: list[BlockState],
+        env: dict[str, str],
+        *,
+        client_tools: list[ClientTool] | None = None,
+        send_tool: str = "send_message",
+    ) -> None:
+        self.server_tools: dict[str, AgentTool] = {t.name: t for t in tools}
+        # Tools the client runs itself (passed with the request): a call pauses the run for the client.
+        self.client_tools: dict[str, ClientTool] = {t.name: t for t in client_tools or ()}
         self.specs: dict[str, ToolSpec] = {name: tool.spec() for name, tool in self.server_tools.items()}
         for name, tool in self.client_tools.items():
             if name not in self.specs:
                 self.specs[name] = ToolSpec(
-                    name,
-                    tool.get("description") or "",
-                    tool.get("parameters") or {"type": "object", "properties": {}},
+                    name, tool.description or "", tool.parameters or {"type": "object", "properties": {}}
                 )
-        self.send_tool: str = request.get("assistant_message_tool_name") or "send_message"
-        self.solver = ToolRuleSolver(run.agent.tool_rules)
-        self.context = ToolContext(run.agent.id, run.blocks, run.agent.env)
+        self.send_tool = send_tool or "send_message"
+        self.solver = ToolRuleSolver(tool_rules)
+        self.context = ToolContext(agent_id, blocks, env)
 
     def is_client(self, name: str) -> bool:
         return name in self.client_tools and name not in self.server_tools
@@ -60,7 +68,7 @@ class Turn:
         return self.solver.record_call(name, outcome.text, status=outcome.status)
 
 
-def batches(calls: list[dict[str, Any]], turn: Turn) -> list[list[dict[str, Any]]]:
+def batches(calls: list[dict[str, Any]], turn: Toolset) -> list[list[dict[str, Any]]]:
     """Consecutive calls of tools that allow parallel execution form one batch; others run alone."""
     batches: list[list[dict[str, Any]]] = []
     previous_parallel = False

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from agenthost.agent.builtin_tools import BUILTIN_TOOLS
-from agenthost.agent.prompt import BlockState
-from agenthost.agent.tools import ToolFailed, run_builtin
 from agenthost.errors import AgentHostError
 from agenthost.llm.base import ToolSpec
+from agenthost.tools.builtin import BUILTIN_TOOLS
+from agenthost.tools.memory import BlockState, ToolFailed, run_builtin
 from agenthost.tools.sandbox import Sandbox
 
 SearchFn = Callable[[str, str, list[str] | None, int], Awaitable[list[dict[str, Any]]]]

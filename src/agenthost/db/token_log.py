@@ -29,9 +29,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agenthost.agent.persistence import StoredMessage
 from agenthost.db.database import Database
 from agenthost.db.messages import message_view
-from agenthost.db.rows import MessageRow, RunEventRow
+from agenthost.db.rows import RunEventRow
 from agenthost.db.run_lifecycle import owns_run
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
@@ -136,7 +137,7 @@ class TokenLog:
             self._signals.wake(self._run_id)
 
     @asynccontextmanager
-    async def handover(self, rows: Iterable[MessageRow] = ()) -> AsyncIterator[list[dict[str, Any]]]:
+    async def handover(self, rows: Iterable[StoredMessage] = ()) -> AsyncIterator[list[dict[str, Any]]]:
         """For a commit: the pending deltas, then the events of ``rows`` not streamed. No flush runs
         until the block ends, so the commit writes them in order; write them with ``insert_events``."""
         async with self._lock:
@@ -154,7 +155,7 @@ class TokenLog:
             await asyncio.gather(self._timer, return_exceptions=True)
 
 
-def message_event(row: MessageRow) -> dict[str, Any]:
+def message_event(row: StoredMessage) -> dict[str, Any]:
     """A whole message as an event of the log (its ``seq_id`` is the event's own)."""
     return message_view(row).model_dump(mode="json", exclude={"seq_id"})
 

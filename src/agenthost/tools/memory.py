@@ -1,4 +1,5 @@
-"""Executing the built-in tools against the run's in-memory blocks (committed with the step).
+"""The core-memory tools: a run's memory blocks, and the built-in tools executed against them (their
+edits are committed with the step).
 
 Runs of several threads of one agent (conversations), or of several agents sharing a block, may edit
 a block at the same time. Each memory edit is recorded with the block; the commit applies the run's
@@ -10,13 +11,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
-
-from agenthost.agent.prompt import BlockState
 
 log = logging.getLogger(__name__)
 
 SearchFn = Callable[[str, list[str] | None, int], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(slots=True)
+class BlockState:
+    """A memory block as the loop holds it while a run executes."""
+
+    id: str
+    label: str
+    value: str
+    limit: int
+    description: str | None
+    read_only: bool
+    changed: bool = False
+    # The value as last read from or written to the database, and the edits made since (tool name,
+    # arguments): a commit applies them again to the block's current value (``merge_edits``).
+    base: str | None = None
+    edits: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class ToolFailed(Exception):

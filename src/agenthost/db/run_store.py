@@ -1,27 +1,38 @@
-"""What the agent loop reads and writes, each in one transaction: start a run, commit a step, finish it.
+"""The agent loop's persistence on the database (``agent/persistence.py``'s ``RunPersistence``).
 
-Every write after the start is fenced on the run's ownership (``db/run_lifecycle.py``): once a run is
-cancelled, failed by recovery or handed back, nothing a late step produces can land.
+Each method is one transaction: start a run, commit a step, compact, end the run. Every write after the
+start is fenced on the run's ownership (``db/run_lifecycle.py``): once a run is cancelled, failed by
+recovery or handed back, nothing a late step produces can land. ``begin`` and ``commit_step`` are on
+every run's path: prepared Core statements on a bare connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.context import image_file_ids
-from agenthost.agent.executor import AgentTool
-from agenthost.agent.messages import input_rows
-from agenthost.agent.prompt import BlockState
-from agenthost.agent.token_log import FLUSH_INTERVAL_S, TokenLog, insert_events
-from agenthost.agent.tools import merge_edits
+from agenthost.agent.messages import input_messages
+from agenthost.agent.persistence import (
+    AgentSnapshot,
+    Committed,
+    ContextState,
+    Ending,
+    Rejected,
+    RunHandle,
+    StartedRun,
+    StepRecord,
+    StoredMessage,
+    TokenStream,
+)
+from agenthost.agent.run_request import RunRequest
 from agenthost.db.database import Database
 from agenthost.db.files import image_data_urls
+from agenthost.db.messages import insert_messages
 from agenthost.db.rows import (
     AgentBlockRow,
     AgentRow,
@@ -29,102 +40,23 @@ from agenthost.db.rows import (
     BlockRow,
     ConversationRow,
     MessageRow,
-    RunRow,
     StepRow,
     ToolRow,
 )
-from agenthost.db.run_lifecycle import (
-    HandBackOutcome,
-    claim,
-    end_run,
-    hand_back,
-    mark_effects_started,
-    owns_run,
-)
+from agenthost.db.run_lifecycle import claim, end_run, hand_back, mark_effects_started, owns_run
 from agenthost.db.signals import RunSignals
-from agenthost.db.threads import (
-    move_context,
-    set_pending_approval,
-    thread_history,
-    thread_key,
-    thread_state,
-)
+from agenthost.db.threads import move_context, set_pending_approval, thread_history, thread_key, thread_state
+from agenthost.db.token_log import FLUSH_INTERVAL_S, TokenLog, insert_events
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
-from agenthost.runs.lifecycle import Committed, Ending
-
-
-@dataclass(slots=True)
-class AgentSnapshot:
-    id: str
-    system: str
-    model: str
-    context_window: int
-    max_tokens: int | None
-    tools: list[AgentTool]
-    tool_rules: list[dict[str, Any]]
-    env: dict[str, str]
-    # The summary of the messages compacted out of the context (``agent/compaction.py``), if any.
-    context_summary: str | None = None
-
-
-@dataclass(slots=True)
-class StartedRun:
-    run_id: str
-    request: dict[str, Any]
-    # The thread the run belongs to: a conversation, or (None) the agent's default thread.
-    conversation_id: str | None
-    agent: AgentSnapshot
-    blocks: list[BlockState]
-    history: list[Any]  # in-context rows with message_type, step_id, body (see agent/context.py)
-    # Stored image files the history shows: file_id → data URL.
-    images: dict[str, str] = field(default_factory=dict)
-    # This execution's attempt: every later write is fenced on it.
-    attempt: int = 1
-    # Set once a server-side tool with effects may have run (recorded on the run row first).
-    effects_started: bool = False
-    # Server-side tool calls a human approved in this run's input: executed before the first LLM call.
-    approved_calls: list[dict[str, Any]] = field(default_factory=list)
-    # Set when the run streams tokens: its event log (``agent/token_log.py``).
-    token_log: TokenLog | None = None
-
-
-@dataclass(slots=True)
-class ContextState:
-    start_seq: int | None
-    summary: str | None
-    pending_approval_id: str | None
-    rows: list[Any]  # seq, id, message_type, step_id, body
-
-
-@dataclass(slots=True)
-class Rejected:
-    """The run's input cannot be applied (e.g. it collides with a pending approval); already failed."""
-
-    reason: str
-    committed: Committed | None
-
-
-@dataclass(slots=True)
-class StepRecord:
-    step_id: str
-    model: str
-    model_handle: str
-    provider_name: str
-    model_endpoint: str | None
-    context_window: int
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cached_input_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    status: str = "success"
-    stop_reason: str | None = None
-    error_type: str | None = None
-    error_data: dict[str, Any] | None = None
+from agenthost.thread import Thread
+from agenthost.tools.executor import AgentTool
+from agenthost.tools.memory import BlockState, merge_edits
 
 
 class RunStore:
+    """``RunPersistence`` on the database; wakes this process's followers of a run after its commits."""
+
     def __init__(
         self, db: Database, signals: RunSignals | None = None, *, flush_interval_s: float = FLUSH_INTERVAL_S
     ) -> None:
@@ -142,8 +74,9 @@ class RunStore:
             claimed = await claim(conn, run_id)
             if claimed is None:
                 return None
-            agent_id, conversation_id = claimed.agent_id, claimed.conversation_id
-            request, attempt = claimed.request, claimed.attempt
+            agent_id, conversation_id, attempt = claimed.agent_id, claimed.conversation_id, claimed.attempt
+            handle = RunHandle(run_id, Thread(agent_id, conversation_id), attempt)
+            request = RunRequest.model_validate(claimed.request)
             agent = (await conn.execute(_AGENT, {"aid": agent_id})).first()
             if agent is None:
                 return None
@@ -159,27 +92,26 @@ class RunStore:
                 model, window = thread.model or model, thread.context_window_limit or window
             approved: list[dict[str, Any]] = []
             # A forced compaction (agents.messages.compact) is a run with no input of its own.
-            if "compaction" not in request:
+            if request.compaction is None:
                 pending = None
                 if thread.pending_approval_id is not None:
                     pending = (await conn.execute(_PENDING, {"mid": thread.pending_approval_id})).first()
                 try:
-                    rows, approved = input_rows(
-                        RunRow(id=run_id, agent_id=agent_id), request["inputs"], pending
-                    )
+                    inputs, approved = input_messages(run_id, agent_id, request.inputs, pending)
                 except ValueError as exc:
                     ending = Ending("error", str(exc), attempt=attempt)
                     return Rejected(str(exc), await end_run(conn, run_id, ending))
-                await _insert_messages(conn, rows, conversation_id)
+                await insert_messages(conn, inputs, conversation_id)
                 if pending is not None:
                     await set_pending_approval(conn, agent_id, conversation_id, None)
-            history = await thread_history(conn, agent_id, conversation_id, thread.context_start_seq)
+            history = _stored(
+                handle.thread, await thread_history(conn, agent_id, conversation_id, thread.context_start_seq)
+            )
             images = await image_data_urls(conn, image_file_ids(history))
             blocks = await block_states(conn, agent_id)
             return StartedRun(
-                run_id=run_id,
+                handle=handle,
                 request=request,
-                conversation_id=conversation_id,
                 agent=AgentSnapshot(
                     id=agent_id,
                     system=agent.system,
@@ -194,52 +126,51 @@ class RunStore:
                     context_summary=thread.context_summary,
                 ),
                 blocks=blocks,
-                history=list(history),
+                history=history,
                 images=images,
-                attempt=attempt,
                 approved_calls=approved,
             )
 
     async def commit_step(
         self,
-        run_id: str,
-        agent_id: str,
+        run: RunHandle,
         step: StepRecord,
-        messages: list[MessageRow],
+        messages: list[StoredMessage],
         blocks: list[BlockState],
         *,
         pending_approval_id: str | None = None,
         ending: Ending | None = None,
-        attempt: int = 1,
-        token_log: TokenLog | None = None,
-        conversation_id: str | None = None,
+        token_log: TokenStream | None = None,
     ) -> Committed | None:
         """A step's row, messages and memory edits, atomically, and with ``ending`` the terminal status
         too (one transaction for a one-step run's whole output). ``None`` if the run is no longer running.
         A run streaming tokens also logs its pending deltas and the step's other messages as events.
         """
+        agent_id, conversation_id = run.agent_id, run.thread.conversation_id
         async with _handover(token_log, messages) as events, self._db.transaction() as conn:
-            committed = await _own_or_end(conn, run_id, ending, attempt)
+            committed = await _own_or_end(conn, run.run_id, ending, run.attempt)
             if committed is None:
                 return None
-            await conn.execute(_INSERT_STEP, [_step_values(run_id, agent_id, step)])
-            await _insert_messages(conn, messages, conversation_id)
-            await insert_events(conn, run_id, events)
+            await conn.execute(_INSERT_STEP, [_step_values(run.run_id, agent_id, step)])
+            await insert_messages(conn, messages, conversation_id)
+            await insert_events(conn, run.run_id, events)
             await save_blocks(conn, blocks)
             if pending_approval_id is not None:
                 await set_pending_approval(conn, agent_id, conversation_id, pending_approval_id)
-        self._wake(run_id)
+        self._wake(run.run_id)
         return committed
 
-    def token_log(self, run_id: str, attempt: int) -> TokenLog:
+    def token_log(self, run: RunHandle) -> TokenLog:
         """The event log a run streaming tokens writes its deltas to."""
-        return TokenLog(self._db, self._signals, run_id, attempt, flush_interval_s=self._flush_interval_s)
+        return TokenLog(
+            self._db, self._signals, run.run_id, run.attempt, flush_interval_s=self._flush_interval_s
+        )
 
-    async def effects_starting(self, run_id: str, attempt: int) -> bool:
+    async def effects_starting(self, run: RunHandle) -> bool:
         """Record, before a server-side tool first runs, that this run may have had effects (a run
         whose worker dies after this is failed, not re-queued). False if the run is no longer ours."""
         async with self._db.transaction() as conn:
-            return await mark_effects_started(conn, run_id, attempt)
+            return await mark_effects_started(conn, run.run_id, run.attempt)
 
     async def finish(self, run_id: str, ending: Ending) -> Committed | None:
         """running → terminal. ``None`` (writing nothing) when someone else ended the run first."""
@@ -249,13 +180,13 @@ class RunStore:
             self._wake(run_id)
         return committed
 
-    async def hand_back(self, run_id: str, reason: str) -> tuple[HandBackOutcome, Committed | None]:
+    async def hand_back(self, run_id: str, reason: str) -> Committed | None:
         """A run this process stops executing without ending it (a shutdown past its grace period): back
         to ``created`` when it has done nothing yet (the next start runs it), else failed with ``reason``."""
         async with self._db.transaction() as conn:
-            outcome = await hand_back(conn, run_id, job_id=None, reason=reason, reschedule=None)
+            _outcome, committed = await hand_back(conn, run_id, job_id=None, reason=reason, reschedule=None)
         self._wake(run_id)
-        return outcome
+        return committed
 
     def _wake(self, run_id: str) -> None:
         """Wake this process's followers of the run now that its progress is committed (on PostgreSQL,
@@ -263,35 +194,37 @@ class RunStore:
         if self._signals is not None:
             self._signals.wake(run_id)
 
-    async def context_rows(self, agent_id: str, conversation_id: str | None = None) -> ContextState:
-        """The thread's in-context rows (with ``seq``) and compaction state, for planning a compaction."""
+    async def context(self, thread: Thread) -> ContextState:
+        """The thread's in-context messages (with ``seq``) and compaction state."""
+        agent_id, conversation_id = thread.agent_id, thread.conversation_id
         async with self._db.read_session() as session:
-            thread = await thread_state(session, agent_id, conversation_id)
-            if thread is None:
+            state = await thread_state(session, agent_id, conversation_id)
+            if state is None:
                 raise NotFound(f"conversation '{conversation_id}' not found")
-            start = thread.context_start_seq
+            start = state.context_start_seq
             rows = await thread_history(session, agent_id, conversation_id, start)
-            return ContextState(start, thread.context_summary, thread.pending_approval_id, rows)
+            return ContextState(
+                start, state.context_summary, state.pending_approval_id, _stored(thread, rows)
+            )
 
     async def apply_compaction(
         self,
-        run_id: str,
-        agent_id: str,
+        run: RunHandle,
         expected_start: int | None,
         new_start: int,
         summary: str,
-        messages: list[MessageRow],
-        attempt: int = 1,
-        token_log: TokenLog | None = None,
-        conversation_id: str | None = None,
+        messages: list[StoredMessage],
+        *,
+        token_log: TokenStream | None = None,
     ) -> bool:
         """Move the context's start and store the summary, with the compaction's records, atomically.
 
         ``False`` (nothing written) when the run is no longer running or another compaction of this
         agent moved the start first.
         """
+        run_id, agent_id, conversation_id = run.run_id, run.agent_id, run.thread.conversation_id
         async with _handover(token_log, messages) as events, self._db.transaction() as conn:
-            if not await owns_run(conn, run_id, attempt):
+            if not await owns_run(conn, run_id, run.attempt):
                 return False
             moved = await conn.execute(
                 move_context(conversation_id, expected_start),
@@ -299,7 +232,7 @@ class RunStore:
             )
             if moved.rowcount != 1:
                 return False  # the only write so far is the no-op fence
-            await _insert_messages(conn, messages, conversation_id)
+            await insert_messages(conn, messages, conversation_id)
             await insert_events(conn, run_id, events)
         self._wake(run_id)
         return True
@@ -399,27 +332,11 @@ _SET_BLOCK = (
     .values(value=bindparam("val"), updated_at=bindparam("now"))
 )
 _INSERT_STEP = insert(StepRow)
-_INSERT_MESSAGES = insert(MessageRow)
 
 
 async def block_states(conn: AsyncConnection | AsyncSession, agent_id: str) -> list[BlockState]:
     """The agent's memory blocks, in prompt order, as a run (or a direct tool call) edits them."""
     return [BlockState(*b, base=b.value) for b in (await conn.execute(_BLOCKS, {"aid": agent_id})).all()]
-
-
-_MESSAGE_COLUMNS = (
-    "id",
-    "agent_id",
-    "run_id",
-    "conversation_id",
-    "step_id",
-    "message_type",
-    "otid",
-    "body",
-    "is_err",
-    "created_at",
-    "client_tool_names",
-)
 
 
 async def _own_or_end(
@@ -435,28 +352,39 @@ async def _own_or_end(
 
 @asynccontextmanager
 async def _handover(
-    token_log: TokenLog | None, rows: list[MessageRow]
+    token_log: TokenStream | None, messages: list[StoredMessage]
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """The events a commit writes: none unless the run streams tokens (``agent/token_log.py``)."""
+    """The events a commit writes: none unless the run streams tokens (``db/token_log.py``)."""
     if token_log is None:
         yield []
         return
-    async with token_log.handover(rows) as events:
+    # Only this store makes a run's token log (``token_log``), so it is one of ours.
+    assert isinstance(token_log, TokenLog)
+    async with token_log.handover(messages) as events:
         yield events
 
 
-async def _insert_messages(
-    conn: AsyncConnection, rows: list[MessageRow], conversation_id: str | None
-) -> None:
-    for row in rows:
-        row.conversation_id = conversation_id
-    if rows:
-        await conn.execute(_INSERT_MESSAGES, [{c: getattr(r, c) for c in _MESSAGE_COLUMNS} for r in rows])
+def _stored(thread: Thread, rows: Iterable[Any]) -> list[StoredMessage]:
+    """A thread's history rows (``db/threads.py``'s columns: what the loop reads) as stored messages."""
+    agent_id, conversation_id = thread.agent_id, thread.conversation_id
+    return [
+        StoredMessage(
+            id=r.id,
+            agent_id=agent_id,
+            run_id=r.run_id,
+            step_id=r.step_id,
+            message_type=r.message_type,
+            body=r.body,
+            conversation_id=conversation_id,
+            seq=r.seq,
+        )
+        for r in rows
+    ]
 
 
 async def save_blocks(conn: AsyncConnection | AsyncSession, blocks: list[BlockState]) -> None:
     """Write the blocks a run (or a tool run) edited, each edit applied to the block's current value
-    under a row lock, so a concurrent writer's edits are kept (``agent/tools.py``). Locked in id order:
+    under a row lock, so a concurrent writer's edits are kept (``tools/memory.py``). Locked in id order:
     writers of the same blocks (a block may be shared by agents) never wait on each other in a circle."""
     for block in sorted(blocks, key=lambda b: b.id):
         if not block.changed:
