@@ -24,6 +24,10 @@ from agenthost.schemas.content import ContentPart, ToolReturnPart
 # -- parts ------------------------------------------------------------------------------------
 
 
+# The client's own input: part of a run's messages, not of what the agent answered (streams, logs).
+INPUT_TYPES = ("user_message", "system_message")
+
+
 class ToolCall(BaseModel):
     """One tool call of an LLM response."""
 

@@ -30,9 +30,9 @@ from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
-from agenthost.schemas.letta_messages import LETTA_MESSAGE, LettaMessage
+from agenthost.schemas.letta_messages import INPUT_TYPES, LETTA_MESSAGE, LettaMessage
 from agenthost.services.results import run_usage, view_options
-from agenthost.services.views import INPUT_TYPES, shape_views
+from agenthost.services.views import shape_views
 
 TERMINAL = ("completed", "failed", "cancelled")
 # A run's messages, then its end (stop reason, usage) and keep-alive pings as plain dicts.

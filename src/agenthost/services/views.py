@@ -14,9 +14,6 @@ from agenthost.schemas.letta_messages import (
     ToolCallMessage,
 )
 
-# The client's own input: part of a run's messages, not of what the agent answered (streams, logs).
-INPUT_TYPES = ("user_message", "system_message")
-
 
 def message_views(
     rows: Iterable[MessageRow],

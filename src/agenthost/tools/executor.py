@@ -16,10 +16,25 @@ from agenthost.errors import AgentHostError
 from agenthost.llm.base import ToolSpec
 from agenthost.tools.builtin import BUILTIN_TOOLS
 from agenthost.tools.memory import BlockState, ToolFailed, run_builtin
-from agenthost.tools.sandbox import Sandbox
+from agenthost.tools.sandbox import SandboxResult
 
 SearchFn = Callable[[str, str, list[str] | None, int], Awaitable[list[dict[str, Any]]]]
 _ARCHIVAL = ("archival_memory_insert", "archival_memory_search")
+
+
+class ToolRunner(Protocol):
+    """Runs a custom tool's source (the process sandbox, ``tools/sandbox/``)."""
+
+    async def run(
+        self,
+        source_code: str,
+        function_name: str,
+        args: dict[str, Any],
+        env: dict[str, str],
+        *,
+        timeout_s: float | None = None,
+        memory_mb: int | None = None,
+    ) -> SandboxResult: ...
 
 
 class ArchivalMemory(Protocol):
@@ -98,7 +113,7 @@ class ToolOutcome:
 class ToolExecutor:
     def __init__(
         self,
-        sandbox: Sandbox,
+        sandbox: ToolRunner,
         archival: ArchivalMemory | None,
         search_messages: SearchFn,
         *,
