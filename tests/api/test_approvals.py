@@ -1,9 +1,11 @@
-"""Server-side tools that need a human's approval: the run pauses, and an approval or denial resumes it.
+"""Server-side tools that need a human's approval, over the wire: the run pauses, and an approval resumes it.
 
 The guarded tool writes a marker file when (and only when) it runs, so a test can prove whether it
-ran. Covers the tool's ``default_requires_approval``, the per-agent switch, approve and deny round
-trips, several pending calls, the PENDING_APPROVAL conflict, cancel, and a response mixing a tool
-that needs approval with one that does not.
+ran. Covers the tool's ``default_requires_approval``, the per-agent switch, an approve round trip over
+HTTP with the real sandbox, a partial answer refused up front, the PENDING_APPROVAL conflict, cancel,
+the legacy single approve, and detaching. The loop's decisions (denials, held and free calls in one
+response, an approved exit_loop tool) are tested on the loop itself in
+``tests/unit/test_loop_approvals.py``.
 """
 
 from __future__ import annotations
@@ -200,29 +202,6 @@ def test_approve_runs_the_tool_and_the_llm_sees_its_return(
     assert _pending(client, agent_id) is None
 
 
-def test_deny_with_a_reason_does_not_run_the_tool(
-    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str, tmp_path: Path
-) -> None:
-    client = server.client()
-    guarded = _marking_tool(client, default_requires_approval=True)
-    agent_id = _agent(client, handle, [guarded], tmp_path)
-    call = ToolCall(guarded, {"tag": "denied"})
-    fake_llm.script(model, call)
-    _paused_on(client, _send(client, agent_id), call)
-
-    fake_llm.script(model, Text("understood"))
-    done = _answer(client, agent_id, _deny(call, "not on a Friday"))
-    assert (done.status, done.stop_reason) == ("completed", "end_turn")
-    assert not (tmp_path / "denied").exists()
-    (ret,) = _returns(client, done.id)
-    assert (ret.tool_call_id, ret.status, ret.is_err) == (call.id, "error", True)
-    assert "not on a Friday" in ret.tool_return
-    (seen,) = _tool_messages(fake_llm.requests(model)[-1])
-    assert seen["tool_call_id"] == call.id
-    assert "denied" in seen["content"] and "not on a Friday" in seen["content"]
-    assert _pending(client, agent_id) is None
-
-
 def test_several_pending_calls_are_answered_together(
     server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str, tmp_path: Path
 ) -> None:
@@ -302,48 +281,6 @@ def test_cancel_closes_the_pending_approval(
     with pytest.raises(UnprocessableEntityError):
         client.agents.messages.create_async(agent_id=agent_id, messages=messages)
     assert not (tmp_path / "cancelled").exists()
-
-
-def test_a_free_tool_runs_at_once_while_a_guarded_one_waits(
-    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str, tmp_path: Path
-) -> None:
-    client = server.client()
-    guarded = _marking_tool(client, "guarded", default_requires_approval=True)
-    free = _marking_tool(client, "free")
-    agent_id = _agent(client, handle, [guarded, free], tmp_path)
-    held, ran = ToolCall(guarded, {"tag": "held"}), ToolCall(free, {"tag": "ran"})
-    fake_llm.script(model, ToolCalls([held, ran]))
-    paused = _send(client, agent_id)
-    _paused_on(client, paused, held)
-    assert (tmp_path / "ran").exists() and not (tmp_path / "held").exists()
-    (ret,) = _returns(client, paused.id)
-    assert (ret.tool_call_id, ret.status, ret.tool_return) == (ran.id, "success", "ran ran")
-
-    fake_llm.script(model, Text("both done"))
-    done = _answer(client, agent_id, _approve(held))
-    assert (done.status, done.stop_reason) == ("completed", "end_turn")
-    assert (tmp_path / "held").exists()
-    last = fake_llm.requests(model)[-1]
-    (asked,) = [m for m in last["messages"] if m.get("tool_calls")]
-    assert {c["id"] for c in asked["tool_calls"]} == {held.id, ran.id}
-    seen = {m["tool_call_id"]: m["content"] for m in _tool_messages(last)}
-    assert seen == {held.id: "ran held", ran.id: "ran ran"}
-
-
-def test_an_approved_exit_loop_tool_ends_the_run_without_asking_the_llm(
-    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str, tmp_path: Path
-) -> None:
-    client = server.client()
-    guarded = _marking_tool(client, default_requires_approval=True)
-    agent_id = _agent(client, handle, [guarded], tmp_path, [{"type": "exit_loop", "tool_name": guarded}])
-    call = ToolCall(guarded, {"tag": "last"})
-    fake_llm.script(model, call, Text("never asked for"))
-    _paused_on(client, _send(client, agent_id), call)
-    done = _answer(client, agent_id, _approve(call))
-    assert (done.status, done.stop_reason) == ("completed", "tool_rule")
-    assert (tmp_path / "last").exists()
-    assert len(fake_llm.requests(model)) == 1
-    assert _kinds(client, done.id) == ["approval_response_message", "tool_return_message"]
 
 
 def test_the_legacy_single_approve_answers_every_pending_call(

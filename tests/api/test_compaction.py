@@ -1,4 +1,8 @@
-"""The context window: compaction when a prompt would overflow, forced compaction, system-prompt overflow."""
+"""The context window over the wire: compaction when a prompt would overflow, forced compaction.
+
+The overflows that stop a run (a system prompt or a message too large for the window) are loop
+decisions, tested in ``tests/unit/test_loop.py`` and ``tests/unit/test_loop_compaction.py``.
+"""
 
 from __future__ import annotations
 
@@ -100,17 +104,6 @@ def test_compaction_messages_are_left_out_of_the_result_unless_asked_for(
     assert "summary_message" in listed
 
 
-def test_a_system_prompt_that_alone_overflows_stops_the_run(
-    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
-) -> None:
-    client = server.client()
-    agent_id = _agent(client, handle, window=1000, system="You are terse. " * 400)
-    run = _say(client, agent_id, "hi")
-    assert run.status == "failed"
-    assert run.stop_reason == "context_window_overflow_in_system_prompt"
-    assert fake_llm.requests(model) == []
-
-
 def test_forced_compaction_summarises_now_and_later_runs_use_the_summary(
     server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
 ) -> None:
@@ -148,14 +141,3 @@ def test_forced_compaction_validates_its_settings(server: ThreadServer, handle: 
     assert bad_model.status_code == 422 and "nowhere" in bad_model.text
     missing = httpx.post(f"{server.base_url}/v1/agents/agent-00000000-0000-4000-8000-000000000000/summarize")
     assert missing.status_code == 404
-
-
-def test_a_message_too_large_for_the_window_fails_the_run_clearly(
-    server: ThreadServer, fake_llm: FakeLLM, model: str, handle: str
-) -> None:
-    client = server.client()
-    agent_id = _agent(client, handle)
-    run = _say(client, agent_id, LONG * 8)
-    assert run.status == "failed" and run.stop_reason == "error"
-    assert run.metadata is not None and "context window" in run.metadata["error"]
-    assert fake_llm.requests(model) == []

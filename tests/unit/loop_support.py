@@ -77,8 +77,13 @@ def builtin(name: str) -> AgentTool:
     return AgentTool(tool.id, name, tool.tool_type, tool.description, tool.json_schema, None, 10_000, False)
 
 
-def custom(name: str, *, parallel: bool = False) -> AgentTool:
-    schema = {"name": name, "description": name, "parameters": {"type": "object", "properties": {}}}
+def custom(name: str, *, parallel: bool = False, parameters: dict[str, Any] | None = None) -> AgentTool:
+    """A custom tool (its runner is the harness's ``FakeRunner``); ``parameters``: its JSON schema."""
+    schema = {
+        "name": name,
+        "description": name,
+        "parameters": parameters or {"type": "object", "properties": {}},
+    }
     return AgentTool(f"tool-{name}", name, "custom", name, schema, f"def {name}(): ...", 10_000, parallel)
 
 
