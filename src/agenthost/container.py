@@ -19,13 +19,13 @@ from agenthost.memory.embeddings import Embedders
 from agenthost.services.agent_tools import AgentToolService
 from agenthost.services.agents import AgentService
 from agenthost.services.blocks import BlockService
-from agenthost.services.callbacks import CallbackDispatcher
-from agenthost.services.cancellation import RunCancellation
+from agenthost.runs.callbacks import CallbackDispatcher
+from agenthost.runs.cancellation import RunCancellation
 from agenthost.services.conversations import ConversationService
 from agenthost.services.messages import MessageService
 from agenthost.services.passages import PassageService
-from agenthost.services.runs import RunService
-from agenthost.services.streams import RunStreams
+from agenthost.runs.service import RunService
+from agenthost.runs.streams import RunStreams
 from agenthost.services.threads import ThreadService
 from agenthost.services.tools import ToolService
 from agenthost.settings import Settings

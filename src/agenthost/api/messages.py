@@ -17,7 +17,7 @@ from agenthost.schemas.common import MessageType
 from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
 from agenthost.schemas.runs import Run
-from agenthost.services.streams import StreamEvent
+from agenthost.runs.streams import StreamEvent
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
 

@@ -36,7 +36,7 @@ from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import LettaResponse, MessageRequestBase
 from agenthost.schemas.runs import Run, RunUsage, Step, TokenDetails
 from agenthost.services.images import store_images
-from agenthost.services.results import run_result, run_usage, view_options
+from agenthost.runs.results import run_result, run_usage, view_options
 from agenthost.services.views import message_views
 from agenthost.settings import Settings
 from agenthost.thread import Thread

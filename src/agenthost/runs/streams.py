@@ -31,7 +31,7 @@ from agenthost.db.types import utcnow
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.schemas.letta_messages import LETTA_MESSAGE, LettaMessage
-from agenthost.services.results import run_usage, view_options
+from agenthost.runs.results import run_usage, view_options
 from agenthost.services.views import INPUT_TYPES, shape_views
 
 TERMINAL = ("completed", "failed", "cancelled")

@@ -24,8 +24,8 @@ from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.runs.lifecycle import ACTIVE
 from agenthost.schemas.letta_messages import ApprovalRequestMessageBody, ToolReturnMessageBody
-from agenthost.services.callbacks import CallbackDispatcher
-from agenthost.services.runs import get_run_row
+from agenthost.runs.callbacks import CallbackDispatcher
+from agenthost.runs.service import get_run_row
 
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 

@@ -29,7 +29,7 @@ from sqlalchemy import bindparam, or_, select, update
 from agenthost.db.database import Database
 from agenthost.db.rows import RunRow
 from agenthost.db.types import utcnow
-from agenthost.services.results import run_result
+from agenthost.runs.results import run_result
 from agenthost.settings import Settings
 
 log = logging.getLogger(__name__)
