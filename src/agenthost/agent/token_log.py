@@ -37,8 +37,7 @@ from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
 from agenthost.ids import new_id
 from agenthost.llm.base import Delta
-from agenthost.schemas.letta_messages import AssistantMessage, ReasoningMessage
-from agenthost.services.views import INPUT_TYPES
+from agenthost.schemas.letta_messages import INPUT_TYPES, AssistantMessage, ReasoningMessage
 
 FLUSH_INTERVAL_S = 0.05
 

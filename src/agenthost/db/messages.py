@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select
@@ -10,8 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import MessageRow
+from agenthost.db.types import utcnow
+from agenthost.ids import new_id
 from agenthost.pages import Page
-from agenthost.schemas.letta_messages import LETTA_MESSAGE, ApprovalRequestMessage, LettaMessage
+from agenthost.schemas.letta_messages import LETTA_MESSAGE, ApprovalRequestMessage, LettaMessage, MessageBody
+
+
+# Not frozen: the loop's ``PendingRequest`` protocol (agent/messages.py) declares settable attributes.
+@dataclass(slots=True)
+class StoredApprovalRequest:
+    """An approval request message as stored: where it is, its calls (in ``body``) and which of them
+    are client-side tools."""
+
+    id: str
+    agent_id: str
+    conversation_id: str | None
+    run_id: str | None
+    step_id: str | None
+    body: dict[str, Any]
+    client_tool_names: list[str] | None
 
 
 def in_thread(agent_id: str, conversation_id: str | None) -> ColumnElement[bool]:
@@ -76,6 +94,53 @@ async def thread_history_page(
         include_err=include_err,
     )
     return [message_view(row) for row in await paginate(session, MessageRow, stmt, page)]
+
+
+async def approval_request(session: AsyncSession, message_id: str) -> StoredApprovalRequest | None:
+    """The approval request message ``message_id`` (a thread's pending approval); None if it is gone."""
+    row = await session.scalar(select(MessageRow).where(MessageRow.id == message_id))
+    if row is None:
+        return None
+    return StoredApprovalRequest(
+        id=row.id,
+        agent_id=row.agent_id,
+        conversation_id=row.conversation_id,
+        run_id=row.run_id,
+        step_id=row.step_id,
+        body=row.body,
+        client_tool_names=row.client_tool_names,
+    )
+
+
+async def message_run(session: AsyncSession, message_id: str) -> str | None:
+    """The id of the run that wrote message ``message_id``."""
+    return await session.scalar(select(MessageRow.run_id).where(MessageRow.id == message_id))
+
+
+def add_message(
+    session: AsyncSession,
+    body: MessageBody,
+    *,
+    agent_id: str,
+    conversation_id: str | None,
+    run_id: str,
+    step_id: str | None,
+    is_err: bool = False,
+) -> None:
+    """Add a message of ``body``'s type to the thread; it is written when the transaction commits."""
+    session.add(
+        MessageRow(
+            id=new_id("message"),
+            agent_id=agent_id,
+            conversation_id=conversation_id,
+            run_id=run_id,
+            step_id=step_id,
+            message_type=body.kind,
+            body=body.stored(),
+            is_err=is_err,
+            created_at=utcnow(),
+        )
+    )
 
 
 def message_view(row: MessageRow) -> LettaMessage:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from agenthost.db.rows import MessageRow, RunRow, StepRow
+from agenthost.db import runs as runs_db
+from agenthost.db.database import Session
+from agenthost.db.runs import RunRecord
+from agenthost.schemas.letta_messages import INPUT_TYPES
 from agenthost.schemas.messages import LettaResponse, StopReasonOut, UsageOut
-from agenthost.services.views import message_views
+from agenthost.services.views import shape_views
 
 COMPACTION_TYPES = ("summary_message", "event_message")
 
 
-def view_options(run: RunRow) -> dict[str, Any]:
-    """How this run's messages are shown, from its stored ``request_config``."""
-    config = run.request_config
+def view_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """How a run's messages are shown, from its stored ``request_config``."""
     return {
         "include_types": config.get("include_return_message_types"),
         "use_assistant_message": config.get("use_assistant_message", True),
@@ -27,39 +27,21 @@ def view_options(run: RunRow) -> dict[str, Any]:
     }
 
 
-async def run_usage(session: AsyncSession, run_id: str) -> tuple[int, int, int, int]:
-    """(prompt, completion, total tokens, step count) summed over the run's steps."""
-    row = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(StepRow.prompt_tokens), 0),
-                func.coalesce(func.sum(StepRow.completion_tokens), 0),
-                func.coalesce(func.sum(StepRow.total_tokens), 0),
-                func.count(StepRow.seq),
-            ).where(StepRow.run_id == run_id)
-        )
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
-
-
-async def run_result(session: AsyncSession, run: RunRow) -> LettaResponse:
-    rows = (
-        await session.scalars(select(MessageRow).where(MessageRow.run_id == run.id).order_by(MessageRow.seq))
-    ).all()
-    # The client's own input is not part of what the agent answered.
-    produced = [r for r in rows if r.message_type not in ("user_message", "system_message")]
-    prompt, completion, total, steps = await run_usage(session, run.id)
-    metadata = run.metadata_ or {}
+async def run_result(session: Session, run: RunRecord) -> LettaResponse:
+    """What the run answered: its messages but the client's own input, its stop reason and usage."""
+    produced = await runs_db.produced_messages(session, run.id, skip_types=INPUT_TYPES)
+    usage = await runs_db.run_usage(session, run.id)
+    metadata = run.metadata or {}
     return LettaResponse(
         logprobs=metadata.get("logprobs"),
         turns=metadata.get("turns"),
-        messages=message_views(produced, **view_options(run)),
+        messages=shape_views(produced, **view_options(run.request_config)),
         stop_reason=StopReasonOut(stop_reason=run.stop_reason or "error"),
         usage=UsageOut(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            total_tokens=total,
-            step_count=steps,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            step_count=usage.step_count,
             run_ids=[run.id],
         ),
     )
