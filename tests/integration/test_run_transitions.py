@@ -209,9 +209,11 @@ def test_only_the_lifecycle_module_writes_a_runs_status() -> None:
     ``db/run_lifecycle.py``; no code assigns a run row's ``.status``."""
     src = Path(agenthost.__file__).parent
     owner = src / "db" / "run_lifecycle.py"
+    # The loop's in-memory persistence keeps runs of its own (no database), by the owner's rules.
+    in_memory = src / "db" / "in_memory.py"
     offenders = []
     for path in src.rglob("*.py"):
-        if path == owner:
+        if path in (owner, in_memory):
             continue
         text = path.read_text()
         for match in re.finditer(r"(update|insert)\(RunRow\)", text):

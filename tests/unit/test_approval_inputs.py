@@ -9,6 +9,7 @@ import pytest
 from agenthost.agent.messages import input_messages, new_message
 from agenthost.agent.persistence import StoredMessage
 from agenthost.agent.run_request import RunRequest
+from agenthost.db.messages import message_view
 from agenthost.schemas.letta_messages import (
     ApprovalRequestMessage,
     ApprovalRequestMessageBody,
@@ -16,7 +17,7 @@ from agenthost.schemas.letta_messages import (
     ToolCall,
     ToolCallMessageBody,
 )
-from agenthost.services.views import message_views
+from agenthost.services.views import shape_views
 
 CALLS = [
     ToolCall(name="get_weather", arguments="{}", tool_call_id="c1"),
@@ -115,10 +116,11 @@ def test_send_message_is_shown_as_assistant_message_and_private_keys_are_hidden(
     call = ToolCall(name="send_message", arguments='{"message": "hello"}', tool_call_id="c1")
     rows = [new_message("run-a", "agent-x", ToolCallMessageBody.of(call)), _pending(legacy=True)]
     rows[0].seq, rows[1].seq = 1, 2
-    shown = message_views(rows)
+    views = [message_view(r) for r in rows]
+    shown = shape_views(views)
     assert isinstance(shown[0], AssistantMessage) and shown[0].content == "hello"
     assert isinstance(shown[1], ApprovalRequestMessage)
     assert "_client_tool_names" not in shown[1].model_dump_json()
-    raw = message_views(rows, use_assistant_message=False)
+    raw = shape_views(views, use_assistant_message=False)
     assert raw[0].message_type == "tool_call_message"
-    assert message_views(rows, include_types=["approval_request_message"])[0].id == rows[1].id
+    assert shape_views(views, include_types=["approval_request_message"])[0].id == rows[1].id

@@ -13,11 +13,11 @@ from agenthost.api.deps import ContainerDep, json_response, messages_response, p
 from agenthost.api.sse import sse_from_events
 from agenthost.container import Container
 from agenthost.pages import Page
+from agenthost.runs.streams import StreamEvent
 from agenthost.schemas.common import MessageType
 from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.messages import CancelRequest, LettaResponse, MessageCreateAsync, MessageCreateSync
 from agenthost.schemas.runs import Run
-from agenthost.services.streams import StreamEvent
 
 router = APIRouter(prefix="/v1/agents/{agent_id}/messages", tags=["messages"])
 

@@ -16,7 +16,7 @@ from agenthost.schemas.runs import RetrieveStreamRequest, Run, RunUsage, Step
 
 if TYPE_CHECKING:
     from agenthost.container import Container
-    from agenthost.db.rows import RunRow  # what RunStreams.open hands back, passed through as is
+    from agenthost.db.runs import RunRecord
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -83,7 +83,7 @@ async def stream_run(
     return follow_run(container, await container.streams.open(run_id), body or RetrieveStreamRequest())
 
 
-def follow_run(container: Container, run: RunRow, body: RetrieveStreamRequest) -> StreamingResponse:
+def follow_run(container: Container, run: RunRecord, body: RetrieveStreamRequest) -> StreamingResponse:
     """An SSE response following ``run`` as ``body`` asks (cursor, pings, poll interval, page size)."""
     events = container.streams.follow(
         run,

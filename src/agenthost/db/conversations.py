@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agenthost.db.agents import get_agent_row
@@ -59,6 +60,13 @@ async def insert_conversation(
     await session.flush()
     [view] = await _views(session, [row])
     return view
+
+
+async def touch_last_message(session: AsyncSession, conversation_id: str, at: datetime) -> None:
+    """Record that a message was sent to the conversation at ``at`` (its ``last_message_at``)."""
+    await session.execute(
+        update(ConversationRow).where(ConversationRow.id == conversation_id).values(last_message_at=at)
+    )
 
 
 async def update_conversation(

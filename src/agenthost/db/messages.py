@@ -79,6 +79,32 @@ async def thread_history_page(
     return [message_view(row) for row in await paginate(session, MessageRow, stmt, page)]
 
 
+async def approval_request(session: AsyncSession, message_id: str) -> StoredMessage | None:
+    """The approval request message ``message_id`` (a thread's pending approval); None if it is gone."""
+    row = await session.scalar(select(MessageRow).where(MessageRow.id == message_id))
+    if row is None:
+        return None
+    return StoredMessage(
+        id=row.id,
+        agent_id=row.agent_id,
+        run_id=row.run_id,
+        step_id=row.step_id,
+        message_type=row.message_type,
+        body=row.body,
+        otid=row.otid,
+        is_err=row.is_err,
+        created_at=row.created_at,
+        client_tool_names=row.client_tool_names,
+        conversation_id=row.conversation_id,
+        seq=row.seq,
+    )
+
+
+async def message_run(session: AsyncSession, message_id: str) -> str | None:
+    """The id of the run that wrote message ``message_id``."""
+    return await session.scalar(select(MessageRow.run_id).where(MessageRow.id == message_id))
+
+
 def message_view(row: MessageRow | StoredMessage) -> LettaMessage:
     """The message a row stores, read with the model of its type."""
     return LETTA_MESSAGE.validate_python(_fields(row))

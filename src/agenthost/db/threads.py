@@ -9,12 +9,13 @@ key bound as ``tid``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunKeyRow, RunRow
+from agenthost.db.rows import AgentRow, ConversationRow, MessageRow
 
 
 def _row(conversation: bool) -> type[AgentRow] | type[ConversationRow]:
@@ -54,7 +55,27 @@ def _history(conversation: bool) -> Select[Any]:
     )
 
 
+def _lock(conversation: bool, exclusive: bool) -> Select[str, str | None]:
+    # FOR NO KEY UPDATE (not ``exclusive``) does not block inserts of rows that reference the thread's row.
+    owner = ConversationRow.agent_id if conversation else AgentRow.id
+    row = _row(conversation)
+    return (
+        select(owner, row.pending_approval_id)
+        .where(row.id == bindparam("tid"))
+        .with_for_update(key_share=not exclusive)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LockedThread:
+    """A thread whose row this transaction holds: its agent, and the approval request it waits on."""
+
+    agent_id: str
+    pending_approval_id: str | None
+
+
 _STATE = {c: _state(c) for c in (False, True)}
+_LOCK = {(c, x): _lock(c, x) for c in (False, True) for x in (False, True)}
 _PENDING = {c: _pending(c) for c in (False, True)}
 _HISTORY = {c: _history(c) for c in (False, True)}
 
@@ -70,6 +91,27 @@ async def thread_state(
     return (
         await conn.execute(_STATE[conversation_id is not None], thread_key(agent_id, conversation_id))
     ).first()
+
+
+async def lock_agent_thread(
+    session: AsyncSession, agent_id: str, *, exclusive: bool = False
+) -> LockedThread | None:
+    """Lock the agent's default thread until the transaction ends; None if there is no such agent."""
+    return await _locked(session, False, agent_id, exclusive)
+
+
+async def lock_conversation(
+    session: AsyncSession, conversation_id: str, *, exclusive: bool = False
+) -> LockedThread | None:
+    """Lock the conversation until the transaction ends; None if there is no such conversation."""
+    return await _locked(session, True, conversation_id, exclusive)
+
+
+async def _locked(
+    session: AsyncSession, conversation: bool, tid: str, exclusive: bool
+) -> LockedThread | None:
+    row = (await session.execute(_LOCK[conversation, exclusive], {"tid": tid})).first()
+    return None if row is None else LockedThread(row[0], row[1])
 
 
 async def thread_history(
@@ -99,23 +141,3 @@ def move_context(conversation_id: str | None, expected_start: int | None) -> Upd
     if expected_start is None:
         return stmt.where(row.context_start_seq.is_(None))
     return stmt.where(row.context_start_seq == expected_start)
-
-
-async def latest_run(
-    session: AsyncSession,
-    agent_id: str,
-    conversation_id: str | None,
-    *,
-    run_id: str | None = None,
-    otid: str | None = None,
-) -> RunRow | None:
-    """The thread's latest run: the one called ``run_id``, or the one ``otid`` started, if given."""
-    lane = RunRow.conversation_id == conversation_id if conversation_id else RunRow.conversation_id.is_(None)
-    stmt = select(RunRow).where(RunRow.agent_id == agent_id, lane)
-    if run_id is not None:
-        stmt = stmt.where(RunRow.id == run_id)
-    elif otid is not None:
-        stmt = stmt.join(RunKeyRow, RunKeyRow.run_id == RunRow.id).where(
-            RunKeyRow.agent_id == agent_id, RunKeyRow.otid == otid
-        )
-    return await session.scalar(stmt.order_by(RunRow.seq.desc()).limit(1))

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from agenthost.db.database import Session
 from agenthost.thread import Thread
 
 
@@ -23,7 +22,7 @@ class RunEngine(ABC):
     async def stop(self) -> None:
         """Stop executing; in-flight runs finish within a grace period or end as failed."""
 
-    async def defer_in(self, session: AsyncSession, run_id: str, thread: Thread) -> None:  # noqa: B027
+    async def defer_in(self, session: Session, run_id: str, thread: Thread) -> None:  # noqa: B027
         """Schedule the run inside the transaction that inserts its row (a distributed engine's job
         commits with the run, or neither does). The embedded engine schedules after the commit."""
 

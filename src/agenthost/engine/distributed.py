@@ -28,15 +28,12 @@ from procrastinate.jobs import Status
 from procrastinate.manager import JobManager
 from procrastinate.middleware import AsyncCallNext
 from procrastinate.worker import Worker
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.agent.control import RunControl
 from agenthost.agent.loop import AgentLoop
 from agenthost.agent.persistence import Committed
-from agenthost.db import run_lifecycle
-from agenthost.db.database import Database
-from agenthost.db.rows import RunRow
+from agenthost.db import run_jobs, run_lifecycle
+from agenthost.db.database import Database, Session
 from agenthost.db.run_lifecycle import TERMINAL
 from agenthost.engine.base import RunEngine
 from agenthost.engine.jobs import HANDBACK_PRIORITY, QUEUE, TASK_NAME, defer_run, ensure_schema, new_app
@@ -157,7 +154,7 @@ class DistributedEngine(RunEngine):
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESTART_MAX_S)
 
-    async def defer_in(self, session: AsyncSession, run_id: str, thread: Thread) -> None:
+    async def defer_in(self, session: Session, run_id: str, thread: Thread) -> None:
         await defer_run(session, run_id, thread)
 
     async def enqueue(self, run_id: str, thread: Thread) -> None:
@@ -165,7 +162,7 @@ class DistributedEngine(RunEngine):
 
     async def interrupt(self, run_id: str) -> None:
         async with self._db.read_session() as session:
-            job_id = await session.scalar(select(RunRow.job_id).where(RunRow.id == run_id))
+            job_id = await run_jobs.run_job_id(session, run_id)
         if job_id is None:
             return
         with contextlib.suppress(ProcrastinateException):  # the job already ended
@@ -176,7 +173,7 @@ class DistributedEngine(RunEngine):
         delay = 0.005
         while True:
             async with self._db.read_session() as session:
-                status = await session.scalar(select(RunRow.status).where(RunRow.id == run_id))
+                status = await run_lifecycle.run_status(session, run_id)
             if status is None or status in TERMINAL:
                 return
             await asyncio.sleep(delay)
@@ -247,7 +244,7 @@ class DistributedEngine(RunEngine):
                     # Bulk defers leave the planner with stale statistics; fetches slow down without them.
                     since_analyze = 0.0
                     async with self._db.transaction() as conn:
-                        await conn.execute(text("ANALYZE procrastinate_jobs"))
+                        await run_jobs.analyze_jobs(conn)
             except Exception:
                 log.exception("reaping stalled runs failed; retrying")
 
@@ -271,6 +268,6 @@ class DistributedEngine(RunEngine):
         return len(jobs)
 
 
-async def _reschedule(conn: AsyncConnection | AsyncSession, run_id: str, thread: Thread) -> None:
+async def _reschedule(conn: run_lifecycle.Conn, run_id: str, thread: Thread) -> None:
     # A handed-back run outranks the runs queued behind it on its thread (same lock).
     await defer_run(conn, run_id, thread, priority=HANDBACK_PRIORITY)

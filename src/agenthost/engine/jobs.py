@@ -9,16 +9,14 @@ job is inserted by procrastinate's own SQL function from inside the API's transa
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import procrastinate
 import psycopg
-from sqlalchemy import bindparam, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from agenthost.db.rows import RunRow
+from agenthost.db import run_jobs
+from agenthost.db.run_lifecycle import Conn
 from agenthost.thread import Thread
 
 log = logging.getLogger(__name__)
@@ -42,12 +40,6 @@ _FETCH_TUNING = (
     "SET enable_bitmapscan = off SET enable_sort = off",
 )
 
-_DEFER = text(
-    "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority, :lock, NULL, "
-    "CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))[1]"
-)
-_SET_JOB = update(RunRow).where(RunRow.id == bindparam("rid")).values(job_id=bindparam("jid"))
-
 
 def lock_of(thread: Thread) -> str:
     """The job lock of a thread: ``agent:<agent id>`` for an agent's default thread (as before
@@ -57,25 +49,13 @@ def lock_of(thread: Thread) -> str:
     return f"agent:{thread.agent_id}"
 
 
-async def defer_run(
-    conn: AsyncSession | AsyncConnection, run_id: str, thread: Thread, *, priority: int = 0
-) -> int:
+async def defer_run(conn: Conn, run_id: str, thread: Thread, *, priority: int = 0) -> int:
     """Insert the run's job in the caller's transaction and record its id on the run."""
     # The job's argument keeps its first name, "agent_id", so that jobs queued before lanes still run.
     args: dict[str, Any] = {"run_id": run_id, "agent_id": thread.lane}
-    job_id = await conn.scalar(
-        _DEFER,
-        {
-            "queue": QUEUE,
-            "task": TASK_NAME,
-            "priority": priority,
-            "lock": lock_of(thread),
-            "args": json.dumps(args),
-        },
+    return await run_jobs.defer_job(
+        conn, run_id, queue=QUEUE, task=TASK_NAME, priority=priority, lock=lock_of(thread), args=args
     )
-    assert job_id is not None
-    await conn.execute(_SET_JOB, {"rid": run_id, "jid": job_id})
-    return int(job_id)
 
 
 def new_app(conninfo: str, *, pool_max: int = 10) -> procrastinate.App:

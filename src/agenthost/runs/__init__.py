@@ -1,2 +1,3 @@
-"""Runs: their lifecycle (the state machine), accepting and reading them, cancelling them, their callbacks
-and the following of a run's progress."""
+"""Runs: their lifecycle (the state machine) and the run concept's use cases: accepting a message request
+as a run and reading runs (``service.py``), cancelling and deleting them (``cancellation.py``), their
+callbacks, their result, and following a run's events (``streams.py``)."""

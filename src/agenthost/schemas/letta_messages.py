@@ -320,6 +320,8 @@ BODY_CLASSES: dict[str, type[MessageBody]] = {
         EventMessageBody,
     )
 }
+# The client's own input: part of a run's messages, not of what the agent answered (results, streams, logs).
+INPUT_TYPES = ("user_message", "system_message")
 
 # Built once: a TypeAdapter compiles its validator and serializer when it is created.
 LETTA_MESSAGE: TypeAdapter[LettaMessage] = TypeAdapter(LettaMessage)

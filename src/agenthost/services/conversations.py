@@ -1,7 +1,7 @@
 """Conversations: threads of one agent, each with its own message history.
 
 Create, read, list, update, delete, fork, and the message history of a thread. Sending messages to a
-conversation is the run path's business (``services/runs.py``).
+conversation is the run path's business (``runs/service.py``).
 """
 
 from __future__ import annotations

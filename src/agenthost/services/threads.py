@@ -11,22 +11,17 @@ The conversation routes name a thread as the Letta API does: a conversation id (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from agenthost.agent.prompt import compile_system
 from agenthost.db import agents as agents_db
 from agenthost.db import conversations as conversations_db
-from agenthost.db import threads as threads_db
+from agenthost.db import runs as runs_db
 from agenthost.db.database import Database, Session
 from agenthost.db.run_store import block_states
+from agenthost.db.runs import RunRecord
 from agenthost.errors import InvalidArgument, NotFound
 from agenthost.ids import check_id
 from agenthost.schemas.runs import RetrieveStreamRequest
 from agenthost.thread import Thread
-
-if TYPE_CHECKING:
-    # What RunStreams.follow (services/streams.py) takes, until it takes a run's id or wire view.
-    from agenthost.db.rows import RunRow
 
 DEFAULT = "default"
 
@@ -65,14 +60,14 @@ class ThreadService:
         async with self._db.read_session() as session:
             return await resolve_thread(session, conversation_id, agent_id)
 
-    async def run_to_follow(self, conversation_id: str, body: RetrieveStreamRequest) -> RunRow:
+    async def run_to_follow(self, conversation_id: str, body: RetrieveStreamRequest) -> RunRecord:
         """The run a conversation stream follows: ``run_id`` (of this thread), the run ``otid`` started,
         or the thread's latest run."""
         async with self._db.read_session() as session:
             thread = await resolve_thread(session, conversation_id, body.agent_id)
             if body.run_id is not None:
                 check_id(body.run_id, "run", ("body", "run_id"))
-            run = await threads_db.latest_run(
+            run = await runs_db.latest_run(
                 session,
                 thread.agent_id,
                 thread.conversation_id,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from agenthost.db.messages import message_view
-from agenthost.db.rows import MessageRow
 from agenthost.schemas.letta_messages import (
     AssistantMessage,
     LettaMessage,
@@ -15,8 +13,8 @@ from agenthost.schemas.letta_messages import (
 )
 
 
-def message_views(
-    rows: Iterable[MessageRow],
+def shape_views(
+    items: Iterable[LettaMessage],
     *,
     include_types: Sequence[str] | None = None,
     exclude_types: Sequence[str] = (),
@@ -29,26 +27,6 @@ def message_views(
     A call of the legacy ``send_message`` tool is shown as the ``assistant_message`` it stands for
     when ``use_assistant_message`` is on, as Letta's legacy agents do.
     """
-    return shape_views(
-        (message_view(row) for row in rows),
-        include_types=include_types,
-        exclude_types=exclude_types,
-        use_assistant_message=use_assistant_message,
-        assistant_tool_name=assistant_tool_name,
-        assistant_tool_kwarg=assistant_tool_kwarg,
-    )
-
-
-def shape_views(
-    items: Iterable[LettaMessage],
-    *,
-    include_types: Sequence[str] | None = None,
-    exclude_types: Sequence[str] = (),
-    use_assistant_message: bool = True,
-    assistant_tool_name: str = "send_message",
-    assistant_tool_kwarg: str = "message",
-) -> list[LettaMessage]:
-    """``message_views`` for messages already in their wire shape (a run's logged events)."""
     allowed = set(include_types) if include_types is not None else None
     out: list[LettaMessage] = []
     for item in items:

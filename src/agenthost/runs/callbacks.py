@@ -24,12 +24,12 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import bindparam, or_, select, update
 
+from agenthost.db import callbacks as callbacks_db
+from agenthost.db import runs as runs_db
 from agenthost.db.database import Database
-from agenthost.db.rows import RunRow
 from agenthost.db.types import utcnow
-from agenthost.services.results import run_result
+from agenthost.runs.results import run_result
 from agenthost.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,6 @@ log = logging.getLogger(__name__)
 # A lease outlasts the attempt it covers (the POST's timeout) by this much.
 _LEASE_MARGIN_S = 10.0
 _SWEEP_BATCH = 500
-_CLAIM = (
-    update(RunRow)
-    .where(
-        RunRow.id == bindparam("rid"),
-        RunRow.callback_pending.is_(True),
-        or_(RunRow.callback_lease_until.is_(None), RunRow.callback_lease_until < bindparam("now")),
-    )
-    .values(callback_lease_until=bindparam("until"))
-)
-_UNLEASED = (
-    select(RunRow.id)
-    .where(
-        RunRow.callback_pending.is_(True),
-        or_(RunRow.callback_lease_until.is_(None), RunRow.callback_lease_until < bindparam("now")),
-    )
-    .limit(_SWEEP_BATCH)
-)
 
 
 class CallbackDispatcher:
@@ -80,7 +63,7 @@ class CallbackDispatcher:
     async def sweep(self) -> int:
         """Start delivering every pending callback nobody holds a lease on; returns how many."""
         async with self._db.read_session() as session:
-            ids = (await session.scalars(_UNLEASED, {"now": utcnow()})).all()
+            ids = await callbacks_db.unleased_callbacks(session, utcnow(), _SWEEP_BATCH)
         for run_id in ids:
             self.notify(run_id)
         return len(ids)
@@ -108,9 +91,8 @@ class CallbackDispatcher:
         until = now + timedelta(seconds=seconds + self._settings.callback_timeout_s + _LEASE_MARGIN_S)
         async with self._db.transaction() as conn:
             if claim:
-                result = await conn.execute(_CLAIM, {"rid": run_id, "now": now, "until": until})
-                return bool(result.rowcount == 1)
-            await conn.execute(update(RunRow).where(RunRow.id == run_id).values(callback_lease_until=until))
+                return await callbacks_db.claim_lease(conn, run_id, now, until)
+            await callbacks_db.extend_lease(conn, run_id, until)
             return True
 
     async def _deliver(self, run_id: str) -> None:
@@ -118,7 +100,7 @@ class CallbackDispatcher:
             if not await self._lease(run_id, 0, claim=True):
                 return  # delivered already, or being delivered by its lease holder
             async with self._db.session() as session:
-                run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
+                run = await runs_db.find_run_record(session, run_id)
                 if run is None or not run.callback_pending or run.callback_url is None:
                     return
                 url = run.callback_url
@@ -129,7 +111,7 @@ class CallbackDispatcher:
                     "status": run.status,
                     "stop_reason": run.stop_reason,
                     "completed_at": run.completed_at.isoformat() if run.completed_at else None,
-                    "metadata": {**(run.metadata_ or {}), "result": result.model_dump(mode="json")},
+                    "metadata": {**(run.metadata or {}), "result": result.model_dump(mode="json")},
                 }
             body = json.dumps(payload, separators=(",", ":")).encode()
             await self._post_with_retries(run_id, url, body)
@@ -173,12 +155,4 @@ class CallbackDispatcher:
 
     async def _record(self, run_id: str, status: int | None, error: str | None, *, final: bool) -> None:
         async with self._db.session() as session:
-            run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
-            if run is None:
-                return
-            run.callback_sent_at = utcnow()
-            run.callback_status_code = status
-            run.callback_error = error
-            if final:
-                run.callback_pending = False
-                run.callback_lease_until = None
+            await callbacks_db.record_attempt(session, run_id, status, error, final=final)

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agenthost.agent.messages import new_message
-from agenthost.db.agents import get_agent_row
-from agenthost.db.database import Database
-from agenthost.db.messages import insert_messages
-from agenthost.db.rows import AgentRow, ConversationRow, MessageRow, RunRow
+from agenthost.db import messages as messages_db
+from agenthost.db import runs as runs_db
+from agenthost.db import threads as threads_db
+from agenthost.db.database import Database, Session
 from agenthost.db.run_lifecycle import ACTIVE, Cancelled, cancel_runs
+from agenthost.db.threads import LockedThread
 from agenthost.engine.base import RunEngine
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
+from agenthost.runs.callbacks import CallbackDispatcher
 from agenthost.schemas.letta_messages import ApprovalRequestMessageBody, ToolReturnMessageBody
-from agenthost.services.callbacks import CallbackDispatcher
-from agenthost.services.runs import get_run_row
 
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 
@@ -38,31 +35,29 @@ class RunCancellation:
 
     async def cancel_for_agent(self, agent_id: str, run_ids: Sequence[str] | None) -> dict[str, str]:
         """Cancel the named runs (or every active run) of an agent and close its pending approval."""
+        check_id(agent_id, "agent")
         async with self._db.session() as session:
-            agent = await get_agent_row(session, agent_id, for_update=True)
-            stmt = select(RunRow).where(RunRow.agent_id == agent_id)
+            agent = await threads_db.lock_agent_thread(session, agent_id, exclusive=True)
+            if agent is None:
+                raise NotFound(f"agent '{agent_id}' not found")
+            for i, run_id in enumerate(run_ids or ()):
+                check_id(run_id, "run", ("body", "run_ids", i))
+            runs = await runs_db.lock_agent_runs(session, agent_id, run_ids)
             if run_ids:
-                for i, run_id in enumerate(run_ids):
-                    check_id(run_id, "run", ("body", "run_ids", i))
-                stmt = stmt.where(RunRow.id.in_(list(run_ids)))
-            else:
-                stmt = stmt.where(RunRow.status.in_(sorted(ACTIVE)))
-            runs = list((await session.scalars(stmt.with_for_update())).all())
-            if run_ids:
-                missing = set(run_ids) - {r.id for r in runs}
+                missing = set(run_ids) - {run_id for run_id, _ in runs}
                 if missing:
                     raise NotFound(f"agent '{agent_id}' has no runs {sorted(missing)}")
-            outcome = {r.id: r.status for r in runs}
-            cancelled = await cancel_runs(session, [r.id for r in runs if r.status in ACTIVE])
+            outcome = dict(runs)
+            cancelled = await cancel_runs(session, [r for r, status in runs if status in ACTIVE])
             outcome.update({c.run_id: "cancelled" for c in cancelled})
-            await self._close_pending_approval(session, agent, only_runs=run_ids)
+            await self._close_pending_approval(session, agent_id, None, agent, only_runs=run_ids)
             # The agent's cancel reaches its conversations' runs too; each one's pending approval closes.
             for conversation_id in sorted({c.conversation_id for c in cancelled if c.conversation_id}):
-                conversation = await session.scalar(
-                    select(ConversationRow).where(ConversationRow.id == conversation_id).with_for_update()
-                )
+                conversation = await threads_db.lock_conversation(session, conversation_id, exclusive=True)
                 if conversation is not None:
-                    await self._close_pending_approval(session, conversation, only_runs=run_ids)
+                    await self._close_pending_approval(
+                        session, agent_id, conversation_id, conversation, only_runs=run_ids
+                    )
         await self._after_cancel(cancelled)
         return outcome
 
@@ -70,44 +65,32 @@ class RunCancellation:
         """Cancel the conversation's active runs, and only those, and close its pending approval."""
         check_id(conversation_id, "conv", ("path", "conversation_id"))
         async with self._db.session() as session:
-            conversation = await session.scalar(
-                select(ConversationRow).where(ConversationRow.id == conversation_id).with_for_update()
-            )
+            conversation = await threads_db.lock_conversation(session, conversation_id, exclusive=True)
             if conversation is None:
                 raise NotFound(f"conversation '{conversation_id}' not found")
-            stmt = select(RunRow.id).where(
-                RunRow.conversation_id == conversation_id, RunRow.status.in_(sorted(ACTIVE))
-            )
-            cancelled = await cancel_runs(session, list((await session.scalars(stmt)).all()))
-            await self._close_pending_approval(session, conversation)
+            active = await runs_db.active_conversation_runs(session, conversation_id)
+            cancelled = await cancel_runs(session, active)
+            await self._close_pending_approval(session, conversation.agent_id, conversation_id, conversation)
         await self._after_cancel(cancelled)
         return {c.run_id: "cancelled" for c in cancelled}
 
     async def delete(self, run_id: str) -> None:
         """Cancel the run if it is live, then delete it with its messages and steps."""
         async with self._db.session() as session:
-            run = await get_run_row(session, run_id, for_update=True)
+            run = await runs_db.get_run_record(session, run_id, for_update=True)
             cancelled = await cancel_runs(session, [run_id]) if run.status in ACTIVE else []
         if cancelled:
             await self._after_cancel(cancelled, notify=False)
         async with self._db.session() as session:
-            thread: AgentRow | ConversationRow | None
-            if run.conversation_id is None:
-                thread = await session.scalar(
-                    select(AgentRow).where(AgentRow.id == run.agent_id).with_for_update()
-                )
-            else:
-                thread = await session.scalar(
-                    select(ConversationRow).where(ConversationRow.id == run.conversation_id).with_for_update()
-                )
+            thread = (
+                await threads_db.lock_agent_thread(session, run.agent_id, exclusive=True)
+                if run.conversation_id is None
+                else await threads_db.lock_conversation(session, run.conversation_id, exclusive=True)
+            )
             if thread is not None and thread.pending_approval_id is not None:
-                pending = await session.scalar(
-                    select(MessageRow.run_id).where(MessageRow.id == thread.pending_approval_id)
-                )
-                if pending == run_id:
-                    thread.pending_approval_id = None
-            await session.execute(delete(MessageRow).where(MessageRow.run_id == run_id))
-            await session.execute(delete(RunRow).where(RunRow.id == run_id))
+                if await messages_db.message_run(session, thread.pending_approval_id) == run_id:
+                    await threads_db.set_pending_approval(session, run.agent_id, run.conversation_id, None)
+            await runs_db.delete_run(session, run_id)
 
     async def _after_cancel(self, runs: Sequence[Cancelled], *, notify: bool = True) -> None:
         # The status is already committed; the engine stops the loop at its next safe point, and
@@ -121,8 +104,10 @@ class RunCancellation:
 
     async def _close_pending_approval(
         self,
-        session: AsyncSession,
-        thread: AgentRow | ConversationRow,
+        session: Session,
+        agent_id: str,
+        conversation_id: str | None,
+        thread: LockedThread,
         *,
         only_runs: Sequence[str] | None = None,
     ) -> None:
@@ -130,10 +115,10 @@ class RunCancellation:
         with an error so its context stays valid, and unblock it."""
         if thread.pending_approval_id is None:
             return
-        pending = await session.scalar(select(MessageRow).where(MessageRow.id == thread.pending_approval_id))
+        pending = await messages_db.approval_request(session, thread.pending_approval_id)
         if pending is not None and only_runs and pending.run_id not in only_runs:
             return
-        thread.pending_approval_id = None
+        await threads_db.set_pending_approval(session, agent_id, conversation_id, None)
         if pending is None:
             return
         answers = [
@@ -146,4 +131,4 @@ class RunCancellation:
             )
             for call in ApprovalRequestMessageBody.model_validate(pending.body).calls()
         ]
-        await insert_messages(session, answers, pending.conversation_id)
+        await messages_db.insert_messages(session, answers, pending.conversation_id)

@@ -2,14 +2,14 @@
 
 A run's messages are committed step by step, each with a ``seq`` that only grows, so they are the
 run's durable, ordered event log. A run that streams tokens has a log of its own instead
-(``run_events``, written by ``db/token_log.py``): the deltas of each message as the LLM generates
+(``run_events``, written by ``agent/token_log.py``): the deltas of each message as the LLM generates
 them, then the step's other messages. A stream pages through the run's log after its
-cursor (``starting_after``: the ``seq_id`` of the last event the client has). With nothing new, it
-waits for the run's next commit (``db/signals.py``), at most ``poll_interval``. Once the run is
-terminal and everything is sent, it ends with the run's stop reason and usage. The status is read
-before the messages in one read transaction: the run's last messages commit with its terminal
-status, so a terminal status means the read that follows sees them all. Nothing expires: a run can
-be streamed from its start for as long as it is kept.
+cursor (``starting_after``: the ``seq_id`` of the last event the client has; ``db/run_stream.py``
+reads it). With nothing new, it waits for the run's next commit (``db/signals.py``), at most
+``poll_interval``. Once the run is terminal and everything is sent, it ends with the run's stop reason
+and usage. The status is read before the messages in one read transaction: the run's last messages
+commit with its terminal status, so a terminal status means the read that follows sees them all.
+Nothing expires: a run can be streamed from its start for as long as it is kept.
 """
 
 from __future__ import annotations
@@ -21,39 +21,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from sqlalchemy import bindparam, select
 
+from agenthost.db import run_stream
+from agenthost.db import runs as runs_db
 from agenthost.db.database import Database
-from agenthost.db.messages import message_view
-from agenthost.db.rows import MessageRow, RunEventRow, RunRow
+from agenthost.db.run_lifecycle import TERMINAL
+from agenthost.db.runs import RunRecord
 from agenthost.db.signals import RunSignals
 from agenthost.db.types import utcnow
-from agenthost.errors import NotFound
-from agenthost.ids import check_id
-from agenthost.schemas.letta_messages import INPUT_TYPES, LETTA_MESSAGE, LettaMessage
-from agenthost.services.results import run_usage, view_options
+from agenthost.runs.results import view_options
+from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.services.views import shape_views
 
-TERMINAL = ("completed", "failed", "cancelled")
 # A run's messages, then its end (stop reason, usage) and keep-alive pings as plain dicts.
 StreamEvent = LettaMessage | dict[str, Any]
-_STATUS = select(RunRow.status, RunRow.stop_reason).where(RunRow.id == bindparam("rid"))
-_PAGE = (
-    select(MessageRow)
-    .where(
-        MessageRow.run_id == bindparam("rid"),
-        MessageRow.seq > bindparam("after"),
-        MessageRow.message_type.not_in(INPUT_TYPES),
-    )
-    .order_by(MessageRow.seq)
-    .limit(bindparam("n"))
-)
-_EVENTS = (
-    select(RunEventRow.seq, RunEventRow.body)
-    .where(RunEventRow.run_id == bindparam("rid"), RunEventRow.seq > bindparam("after"))
-    .order_by(RunEventRow.seq)
-    .limit(bindparam("n"))
-)
 
 
 class RunStreams:
@@ -62,18 +43,14 @@ class RunStreams:
         self._signals = signals
         self._ping_interval_s = ping_interval_s
 
-    async def open(self, run_id: str) -> RunRow:
+    async def open(self, run_id: str) -> RunRecord:
         """The run to follow (404 before any event is sent)."""
-        check_id(run_id, "run")
         async with self._db.read_session() as session:
-            run = await session.scalar(select(RunRow).where(RunRow.id == run_id))
-        if run is None:
-            raise NotFound(f"run '{run_id}' not found")
-        return run
+            return await runs_db.get_run_record(session, run_id)
 
     async def follow(
         self,
-        run: RunRow,
+        run: RunRecord,
         *,
         starting_after: int = 0,
         include_pings: bool = True,
@@ -90,33 +67,26 @@ class RunStreams:
 
     async def _follow(
         self,
-        run: RunRow,
+        run: RunRecord,
         starting_after: int,
         include_pings: bool,
         poll_interval_s: float,
         batch_size: int,
         progressed: asyncio.Event,
     ) -> AsyncIterator[StreamEvent]:
-        options = view_options(run)
-        # A run streaming tokens logs its events (deltas included) in run_events; others are read
-        # off their committed messages.
-        tokens = bool(run.request.get("token_events"))
+        options = view_options(run.request_config)
         cursor = starting_after
         last_sent = time.monotonic()
         while True:
             progressed.clear()
-            params = {"rid": run.id, "after": cursor, "n": batch_size}
             async with self._db.read_session() as session:
-                state = (await session.execute(_STATUS, {"rid": run.id})).first()
-                status, stop_reason = state if state is not None else (None, None)
-                items: list[LettaMessage]
-                if tokens:
-                    logged = (await session.execute(_EVENTS, params)).all()
-                    items = [LETTA_MESSAGE.validate_python({**body, "seq_id": seq}) for seq, body in logged]
-                else:
-                    rows = (await session.scalars(_PAGE, params)).all()
-                    items = [message_view(row) for row in rows]
-                usage = await run_usage(session, run.id) if status in TERMINAL else None
+                # A run streaming tokens logs its events (deltas included) in run_events; others are
+                # read off their committed messages.
+                now = await run_stream.progress(
+                    session, run.id, after=cursor, limit=batch_size, token_events=run.token_events
+                )
+                status, stop_reason, items = now.status, now.stop_reason, now.events
+                usage = await runs_db.run_usage(session, run.id) if status in TERMINAL else None
             if items:
                 cursor = items[-1].seq_id or cursor
                 for event in shape_views(items, **options):
@@ -127,13 +97,12 @@ class RunStreams:
             if status is None or status in TERMINAL:
                 yield {"message_type": "stop_reason", "stop_reason": stop_reason or "error"}
                 if usage is not None:
-                    prompt, completion, total, steps = usage
                     yield {
                         "message_type": "usage_statistics",
-                        "prompt_tokens": prompt,
-                        "completion_tokens": completion,
-                        "total_tokens": total,
-                        "step_count": steps,
+                        "prompt_tokens": usage.prompt_tokens,
+                        "completion_tokens": usage.completion_tokens,
+                        "total_tokens": usage.total_tokens,
+                        "step_count": usage.step_count,
                         "run_ids": [run.id],
                     }
                 return
