@@ -6,7 +6,7 @@ reads a thread's context back for compaction. Every write after ``begin`` is fen
 ownership, named by a ``RunHandle``: once a run is cancelled, failed or handed back, nothing a late
 step produces can land (the write answers ``None``/``False`` and the loop stops).
 
-Two implementations: ``db/run_store.py`` on the database, ``agent/in_memory.py`` for tests of the
+Two implementations: ``db/run_store.py`` on the database, ``db/in_memory.py`` for tests of the
 loop's decisions without HTTP or SQL.
 """
 

@@ -1,5 +1,5 @@
 """What following a run reads: its status, and its events after a cursor, from its committed messages or,
-for a run that streams tokens, from its event log (``run_events``, written by ``agent/token_log.py``).
+for a run that streams tokens, from its event log (``run_events``, written by ``db/token_log.py``).
 
 The status is read before the events, in the caller's read transaction: a run's last messages commit with
 its terminal status, so a terminal status means the events read next are all there are.

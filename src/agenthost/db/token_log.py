@@ -1,7 +1,7 @@
 """The event log of a run streamed token by token (``stream_tokens``): deltas as the LLM generates them.
 
 A run that streams tokens keeps its events in ``run_events`` rather than reading them off its messages
-(``services/streams.py``). The LLM client hands each piece of text to :class:`TokenLog` (a
+(``runs/streams.py``). The LLM client hands each piece of text to :class:`TokenLog` (a
 ``DeltaSink``), which turns it into an event of the message it belongs to: every delta of one message
 carries that message's id, given out with its first delta, and the message committed with the step
 keeps that id. A delta after a quiet spell is written at once; the ones that follow within

@@ -1,7 +1,7 @@
 """A scripted LLM client: answers from a list given in advance, and records what it was asked.
 
 The agent loop's decisions (tool rules, approvals, compaction, fencing) are tested with it and the
-in-memory run store (``agent/in_memory.py``) as plain async code: no HTTP, no SQL. A step of the script
+in-memory run store (``db/in_memory.py``) as plain async code: no HTTP, no SQL. A step of the script
 is a whole response, an error to raise, or a callable that sees the request and returns either (or
 waits first: a test can hold a call open on an event and act meanwhile).
 """

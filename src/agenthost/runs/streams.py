@@ -2,7 +2,7 @@
 
 A run's messages are committed step by step, each with a ``seq`` that only grows, so they are the
 run's durable, ordered event log. A run that streams tokens has a log of its own instead
-(``run_events``, written by ``agent/token_log.py``): the deltas of each message as the LLM generates
+(``run_events``, written by ``db/token_log.py``): the deltas of each message as the LLM generates
 them, then the step's other messages. A stream pages through the run's log after its
 cursor (``starting_after``: the ``seq_id`` of the last event the client has; ``db/run_stream.py``
 reads it). With nothing new, it waits for the run's next commit (``db/signals.py``), at most
