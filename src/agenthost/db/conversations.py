@@ -22,6 +22,7 @@ from agenthost.schemas.conversations import (
     ConversationCreate,
     ConversationOrderBy,
 )
+from agenthost.thread import Thread
 
 # The settings a fork takes over from its source conversation.
 _FORKED_FIELDS = ("summary", "description", "model", "model_settings", "context_window_limit")
@@ -139,7 +140,7 @@ async def fork(
             setattr(new, field, getattr(source, field))
     new.context_summary = source.context_summary
     history = select(MessageRow).where(
-        in_thread(agent_id, conversation_id), MessageRow.seq >= (source.context_start_seq or 0)
+        in_thread(Thread(agent_id, conversation_id)), MessageRow.seq >= (source.context_start_seq or 0)
     )
     rows = list((await session.scalars(history.order_by(MessageRow.seq))).all())
     if message_id is not None:

@@ -13,15 +13,16 @@ from agenthost.db.pagination import paginate
 from agenthost.db.rows import MessageRow
 from agenthost.pages import Page
 from agenthost.schemas.letta_messages import LETTA_MESSAGE, ApprovalRequestMessage, LettaMessage
+from agenthost.thread import Thread
 
 
-def in_thread(agent_id: str, conversation_id: str | None) -> ColumnElement[bool]:
+def in_thread(thread: Thread) -> ColumnElement[bool]:
     """The messages of one thread: a conversation's, or the agent's default thread's (no conversation)."""
     return and_(
-        MessageRow.agent_id == agent_id,
+        MessageRow.agent_id == thread.agent_id,
         MessageRow.conversation_id.is_(None)
-        if conversation_id is None
-        else MessageRow.conversation_id == conversation_id,
+        if thread.conversation_id is None
+        else MessageRow.conversation_id == thread.conversation_id,
     )
 
 
@@ -63,8 +64,7 @@ async def agent_history(
 
 async def thread_history_page(
     session: AsyncSession,
-    agent_id: str,
-    conversation_id: str | None,
+    thread: Thread,
     page: Page,
     *,
     include_types: Sequence[str] | None = None,
@@ -72,7 +72,7 @@ async def thread_history_page(
 ) -> list[LettaMessage]:
     """One page of the thread's whole history (in and out of its context window), as Letta messages."""
     stmt = filter_history(
-        select(MessageRow).where(in_thread(agent_id, conversation_id)),
+        select(MessageRow).where(in_thread(thread)),
         include_types=include_types,
         include_err=include_err,
     )

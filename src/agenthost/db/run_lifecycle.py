@@ -295,7 +295,7 @@ async def hand_back(
     )
     if verdict == "requeue":
         if run.status == RunStatus.RUNNING:
-            await _undo_input(conn, run_id, run.agent_id, run.conversation_id)
+            await _undo_input(conn, run_id, Thread(run.agent_id, run.conversation_id))
         await conn.execute(_REQUEUE, {"rid": run_id})
         if reschedule is not None:
             await reschedule(conn, run_id, Thread(run.agent_id, run.conversation_id))
@@ -373,12 +373,12 @@ async def _terminate(
     return _Terminated(ended.conversation_id, bool(ended.callback_pending))
 
 
-async def _undo_input(conn: Conn, run_id: str, agent_id: str, conversation_id: str | None) -> None:
+async def _undo_input(conn: Conn, run_id: str, thread: Thread) -> None:
     """Remove what the run's start wrote, so that the next attempt starts from the same state."""
     answer = (await conn.execute(_ANSWER, {"rid": run_id})).scalars().first()
     await conn.execute(_INPUT_ROWS, {"rid": run_id})
     if answer is not None and answer.get("approval_request_id"):
-        await set_pending_approval(conn, agent_id, conversation_id, answer["approval_request_id"])
+        await set_pending_approval(conn, thread, answer["approval_request_id"])
 
 
 def _since(started_at: datetime | None, now: datetime) -> int | None:

@@ -103,9 +103,9 @@ class RunStore:
                     return Rejected(str(exc), await end_run(conn, run_id, ending))
                 await insert_messages(conn, inputs, conversation_id)
                 if pending is not None:
-                    await set_pending_approval(conn, agent_id, conversation_id, None)
+                    await set_pending_approval(conn, handle.thread, None)
             history = _stored(
-                handle.thread, await thread_history(conn, agent_id, conversation_id, thread.context_start_seq)
+                handle.thread, await thread_history(conn, handle.thread, thread.context_start_seq)
             )
             images = await image_data_urls(conn, image_file_ids(history))
             blocks = await block_states(conn, agent_id)
@@ -156,7 +156,7 @@ class RunStore:
             await insert_events(conn, run.run_id, events)
             await save_blocks(conn, blocks)
             if pending_approval_id is not None:
-                await set_pending_approval(conn, agent_id, conversation_id, pending_approval_id)
+                await set_pending_approval(conn, run.thread, pending_approval_id)
         self._wake(run.run_id)
         return committed
 
@@ -196,13 +196,12 @@ class RunStore:
 
     async def context(self, thread: Thread) -> ContextState:
         """The thread's in-context messages (with ``seq``) and compaction state."""
-        agent_id, conversation_id = thread.agent_id, thread.conversation_id
         async with self._db.read_session() as session:
-            state = await thread_state(session, agent_id, conversation_id)
+            state = await thread_state(session, thread)
             if state is None:
-                raise NotFound(f"conversation '{conversation_id}' not found")
+                raise NotFound(f"conversation '{thread.conversation_id}' not found")
             start = state.context_start_seq
-            rows = await thread_history(session, agent_id, conversation_id, start)
+            rows = await thread_history(session, thread, start)
             return ContextState(
                 start, state.context_summary, state.pending_approval_id, _stored(thread, rows)
             )
@@ -222,13 +221,13 @@ class RunStore:
         ``False`` (nothing written) when the run is no longer running or another compaction of this
         agent moved the start first.
         """
-        run_id, agent_id, conversation_id = run.run_id, run.agent_id, run.thread.conversation_id
+        run_id, conversation_id = run.run_id, run.thread.conversation_id
         async with _handover(token_log, messages) as events, self._db.transaction() as conn:
             if not await owns_run(conn, run_id, run.attempt):
                 return False
             moved = await conn.execute(
                 move_context(conversation_id, expected_start),
-                {**thread_key(agent_id, conversation_id), "new_start": new_start, "new_summary": summary},
+                {**thread_key(run.thread), "new_start": new_start, "new_summary": summary},
             )
             if moved.rowcount != 1:
                 return False  # the only write so far is the no-op fence

@@ -23,6 +23,7 @@ from agenthost.ids import check_id
 from agenthost.pages import Page
 from agenthost.schemas.letta_messages import LettaMessage
 from agenthost.schemas.runs import RequestConfig, Run, Step
+from agenthost.thread import Thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,19 +294,19 @@ async def list_runs(
     return [run_view(r) for r in await paginate(session, RunRow, stmt, page)]
 
 
-async def queued_count(session: AsyncSession, agent_id: str, conversation_id: str | None, cap: int) -> int:
+async def queued_count(session: AsyncSession, thread: Thread, cap: int) -> int:
     """How many runs wait in the thread's queue, counted up to ``cap``."""
-    params = {"aid": agent_id, "cid": conversation_id, "cap": cap}
-    return await session.scalar(_QUEUED[conversation_id is not None], params) or 0
+    params = {"aid": thread.agent_id, "cid": thread.conversation_id, "cap": cap}
+    return await session.scalar(_QUEUED[thread.conversation_id is not None], params) or 0
 
 
-async def has_active_run(session: AsyncSession, agent_id: str, conversation_id: str | None) -> bool:
+async def has_active_run(session: AsyncSession, thread: Thread) -> bool:
     """Whether a run of the thread is queued or running."""
     active = await session.scalar(
         select(RunRow.id)
         .where(
-            RunRow.agent_id == agent_id,
-            _lane(conversation_id is not None, conversation_id),
+            RunRow.agent_id == thread.agent_id,
+            _lane(thread.conversation_id is not None, thread.conversation_id),
             RunRow.status.in_(sorted(ACTIVE)),
         )
         .limit(1)

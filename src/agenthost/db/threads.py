@@ -16,6 +16,7 @@ from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agenthost.db.rows import AgentRow, ConversationRow, MessageRow
+from agenthost.thread import Thread
 
 
 def _row(conversation: bool) -> type[AgentRow] | type[ConversationRow]:
@@ -80,17 +81,13 @@ _PENDING = {c: _pending(c) for c in (False, True)}
 _HISTORY = {c: _history(c) for c in (False, True)}
 
 
-def thread_key(agent_id: str, conversation_id: str | None) -> dict[str, str]:
-    return {"tid": conversation_id or agent_id, "aid": agent_id}
+def thread_key(thread: Thread) -> dict[str, str]:
+    return {"tid": thread.lane, "aid": thread.agent_id}
 
 
-async def thread_state(
-    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None
-) -> Any:
+async def thread_state(conn: AsyncConnection | AsyncSession, thread: Thread) -> Any:
     """(context_start_seq, context_summary, pending_approval_id) of the thread; None if it is gone."""
-    return (
-        await conn.execute(_STATE[conversation_id is not None], thread_key(agent_id, conversation_id))
-    ).first()
+    return (await conn.execute(_STATE[thread.conversation_id is not None], thread_key(thread))).first()
 
 
 async def lock_agent_thread(
@@ -115,18 +112,18 @@ async def _locked(
 
 
 async def thread_history(
-    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None, start: int | None
+    conn: AsyncConnection | AsyncSession, thread: Thread, start: int | None
 ) -> list[Any]:
     """The thread's in-context rows (seq, id, run_id, message_type, step_id, body), oldest first."""
-    params = {**thread_key(agent_id, conversation_id), "start": start or 0}
-    return list((await conn.execute(_HISTORY[conversation_id is not None], params)).all())
+    params = {**thread_key(thread), "start": start or 0}
+    return list((await conn.execute(_HISTORY[thread.conversation_id is not None], params)).all())
 
 
 async def set_pending_approval(
-    conn: AsyncConnection | AsyncSession, agent_id: str, conversation_id: str | None, message_id: str | None
+    conn: AsyncConnection | AsyncSession, thread: Thread, message_id: str | None
 ) -> None:
-    params = {**thread_key(agent_id, conversation_id), "pid": message_id}
-    await conn.execute(_PENDING[conversation_id is not None], params)
+    params = {**thread_key(thread), "pid": message_id}
+    await conn.execute(_PENDING[thread.conversation_id is not None], params)
 
 
 def move_context(conversation_id: str | None, expected_start: int | None) -> Update:

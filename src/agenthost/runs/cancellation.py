@@ -23,6 +23,7 @@ from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.runs.callbacks import CallbackDispatcher
 from agenthost.schemas.letta_messages import ApprovalRequestMessageBody, ToolReturnMessageBody
+from agenthost.thread import Thread
 
 CANCELLED_TOOL_RETURN = "The run was cancelled before this tool call was answered."
 
@@ -89,7 +90,9 @@ class RunCancellation:
             )
             if thread is not None and thread.pending_approval_id is not None:
                 if await messages_db.message_run(session, thread.pending_approval_id) == run_id:
-                    await threads_db.set_pending_approval(session, run.agent_id, run.conversation_id, None)
+                    await threads_db.set_pending_approval(
+                        session, Thread(run.agent_id, run.conversation_id), None
+                    )
             await runs_db.delete_run(session, run_id)
 
     async def _after_cancel(self, runs: Sequence[Cancelled], *, notify: bool = True) -> None:
@@ -118,7 +121,7 @@ class RunCancellation:
         pending = await messages_db.approval_request(session, thread.pending_approval_id)
         if pending is not None and only_runs and pending.run_id not in only_runs:
             return
-        await threads_db.set_pending_approval(session, agent_id, conversation_id, None)
+        await threads_db.set_pending_approval(session, Thread(agent_id, conversation_id), None)
         if pending is None:
             return
         answers = [

@@ -198,7 +198,7 @@ class RunService:
         async with self._db.read_session() as session:
             run = await runs_db.get_run_record(session, run_id)
             summary = await runs_db.compaction_summary(session, run_id)
-            state = await threads_db.thread_state(session, agent_id, conversation_id)
+            state = await threads_db.thread_state(session, Thread(agent_id, conversation_id))
             agent_summary = state.context_summary if state is not None else None
         if run.status != RunStatus.COMPLETED:
             error = (run.metadata or {}).get("error") or run.stop_reason
@@ -223,7 +223,7 @@ class RunService:
         """429 past ``max_queued_runs_per_agent`` waiting runs in the thread: a bounded queue keeps
         every thread's wait (and the distributed engine's job fetches) bounded."""
         limit = self._settings.max_queued_runs_per_agent
-        if await runs_db.queued_count(session, agent_id, conversation_id, limit) >= limit:
+        if await runs_db.queued_count(session, Thread(agent_id, conversation_id), limit) >= limit:
             where = f"conversation '{conversation_id}'" if conversation_id else f"agent '{agent_id}'"
             raise TooManyRequests(
                 f"{where} already has {limit} runs waiting; retry once some have run",
@@ -279,7 +279,7 @@ class RunService:
                 input_messages("run-probe", agent_id, inputs, pending)
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
-        elif answers and not await runs_db.has_active_run(session, agent_id, conversation_id):
+        elif answers and not await runs_db.has_active_run(session, Thread(agent_id, conversation_id)):
             raise InvalidArgument(f"agent '{agent_id}' has no pending approval request to answer")
 
     # -- reading -----------------------------------------------------------------------------

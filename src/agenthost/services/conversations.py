@@ -129,8 +129,7 @@ class ConversationService:
             thread = await resolve_thread(session, conversation_id, agent_id)
             items = await messages_db.thread_history_page(
                 session,
-                thread.agent_id,
-                thread.conversation_id,
+                thread,
                 page,
                 include_types=include_types,
                 include_err=include_err,
