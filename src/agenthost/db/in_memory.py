@@ -31,6 +31,7 @@ from agenthost.agent.persistence import (
     TokenStream,
 )
 from agenthost.agent.run_request import RunRequest
+from agenthost.db.messages import search_role, searchable_text, searched_types
 from agenthost.db.run_lifecycle import ACTIVE, RunStatus, hand_back_verdict, status_for
 from agenthost.errors import NotFound
 from agenthost.ids import new_id
@@ -275,17 +276,15 @@ class InMemoryRunStore:
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int
     ) -> list[dict[str, Any]]:
-        kinds = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}
-        wanted = {kinds[r] for r in roles or kinds if r in kinds}
+        wanted = set(searched_types(roles))
         found = []
         for message in reversed(self.messages):
             if message.agent_id != agent_id or message.message_type not in wanted:
                 continue
-            text = str(message.body.get("tool_return") or message.body.get("content") or "")
+            text = searchable_text(message.message_type, message.body)
             if query.lower() in text.lower():
-                role = {"user_message": "user", "assistant_message": "assistant"}.get(message.message_type)
                 when = message.created_at.isoformat() if message.created_at else ""
-                found.append({"date": when, "role": role or "tool", "text": text})
+                found.append({"date": when, "role": search_role(message.message_type), "text": text})
         return found[:limit]
 
     # -- the rules ----------------------------------------------------------------------------

@@ -153,3 +153,26 @@ async def insert_messages(
         message.conversation_id = conversation_id
     if messages:
         await conn.execute(_INSERT, [{c: getattr(m, c) for c in _MESSAGE_COLUMNS} for m in messages])
+
+
+# conversation_search: which message types each role means, and what text of a message is searched.
+_SEARCHED = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}
+
+
+def searched_types(roles: Sequence[str] | None) -> list[str]:
+    """The message types ``roles`` (None: all of them) search."""
+    return [_SEARCHED[r] for r in roles or _SEARCHED if r in _SEARCHED]
+
+
+def search_role(message_type: str) -> str:
+    return {"user_message": "user", "assistant_message": "assistant"}.get(message_type, "tool")
+
+
+def searchable_text(message_type: str, body: dict[str, Any]) -> str:
+    """The text of a message that conversation_search matches."""
+    if message_type == "tool_return_message":
+        return str(body.get("tool_return", ""))
+    content = body.get("content", "")
+    if isinstance(content, str):
+        return content
+    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -32,7 +32,7 @@ from agenthost.agent.persistence import (
 from agenthost.agent.run_request import RunRequest
 from agenthost.db.database import Database
 from agenthost.db.files import image_data_urls
-from agenthost.db.messages import insert_messages
+from agenthost.db.messages import insert_messages, search_role, searchable_text, searched_types
 from agenthost.db.rows import (
     AgentBlockRow,
     AgentRow,
@@ -239,8 +239,7 @@ class RunStore:
     async def search_messages(
         self, agent_id: str, query: str, roles: list[str] | None, limit: int
     ) -> list[dict[str, Any]]:
-        kinds = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}
-        wanted = [kinds[r] for r in roles or kinds if r in kinds]
+        wanted = searched_types(roles)
         needle = query.lower()
         found: list[dict[str, Any]] = []
         before: int | None = None
@@ -258,12 +257,12 @@ class RunStore:
                     stmt = stmt.where(MessageRow.seq < before)
                 rows = (await session.execute(stmt)).all()
                 for row in rows:
-                    text = _searchable_text(row.message_type, row.body)
+                    text = searchable_text(row.message_type, row.body)
                     if needle in text.lower():
                         found.append(
                             {
                                 "date": row.created_at.isoformat(),
-                                "role": _role(row.message_type),
+                                "role": search_role(row.message_type),
                                 "text": text,
                             }
                         )
@@ -420,16 +419,3 @@ def _step_values(run_id: str, agent_id: str, step: StepRecord) -> dict[str, Any]
 
 
 _SEARCH_PAGE = 500
-
-
-def _role(message_type: str) -> str:
-    return {"user_message": "user", "assistant_message": "assistant"}.get(message_type, "tool")
-
-
-def _searchable_text(message_type: str, body: dict[str, Any]) -> str:
-    if message_type == "tool_return_message":
-        return str(body.get("tool_return", ""))
-    content = body.get("content", "")
-    if isinstance(content, str):
-        return content
-    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
