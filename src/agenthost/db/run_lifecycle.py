@@ -155,7 +155,8 @@ class Cancelled:
     callback_pending: bool
 
 
-_RUN_COLUMNS = [c for c in RunRow.__mapper__.column_attrs if c.key != "seq"]
+# A run's columns by attribute name (``seq`` is the database's to give).
+RUN_COLUMNS = {c.key: c.columns[0] for c in RunRow.__mapper__.column_attrs if c.key != "seq"}
 # Prepared once: building and cache-keying a statement per call was a large part of a run's CPU.
 _CLAIM = (
     update(RunRow)
@@ -211,8 +212,7 @@ _REQUEUE = (
 async def create_run(conn: Conn, values: dict[str, Any]) -> None:
     """(create) → created. ``values`` are the new run's columns; its status is set here."""
     values = {**values, "status": RunStatus.CREATED.value}
-    columns = {c.key: c.columns[0] for c in _RUN_COLUMNS}
-    await conn.execute(insert(RunRow).values({columns[k]: v for k, v in values.items() if v is not None}))
+    await conn.execute(insert(RunRow).values({RUN_COLUMNS[k]: v for k, v in values.items() if v is not None}))
 
 
 async def claim(conn: Conn, run_id: str) -> Claimed | None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from agenthost.db.messages import message_view
 from agenthost.db.pagination import paginate
 from agenthost.db.rows import MessageRow, RunKeyRow, RunRow, StepRow
-from agenthost.db.run_lifecycle import ACTIVE, RunStatus, create_run
+from agenthost.db.run_lifecycle import ACTIVE, RUN_COLUMNS, RunStatus, create_run
 from agenthost.errors import NotFound
 from agenthost.ids import check_id
 from agenthost.pages import Page
@@ -73,7 +73,6 @@ def _lane(conversation: bool, conversation_id: Any) -> ColumnElement[bool]:
 
 
 _QUEUED = {c: _queued(c) for c in (False, True)}
-_RUN_COLUMNS = [c for c in RunRow.__mapper__.column_attrs if c.key != "seq"]
 _USAGE = select(
     func.coalesce(func.sum(StepRow.prompt_tokens), 0),
     func.coalesce(func.sum(StepRow.completion_tokens), 0),
@@ -207,7 +206,7 @@ async def insert_run(
         callback_url=callback_url,
         created_at=created_at,
     )
-    await create_run(session, {c.key: getattr(run, c.key) for c in _RUN_COLUMNS})
+    await create_run(session, {key: getattr(run, key) for key in RUN_COLUMNS})
     return run_view(run)
 
 
